@@ -7,6 +7,7 @@
 //! - [`zipkin`]: Zipkin v2 JSON spans.
 //! - [`google::rpc`]: `google.rpc.Status` and `RetryInfo`, used in error answers.
 
+pub mod codec;
 pub mod otlp_json;
 pub mod zipkin;
 

@@ -22,6 +22,7 @@ fn generated_code_matches_the_proto_files() {
         .build_client(true)
         .build_server(true)
         .build_transport(false)
+        .codec_path("crate::codec::OtlpCodec")
         .emit_rerun_if_changed(false)
         .out_dir(&fresh)
         .compile_fds(fds)

@@ -1,0 +1,284 @@
+//! The JSON shapes of Threadline's HTTP API, version 1 (`/api/v1`). Serde lives here, not in
+//! the core types, so the API can stay stable while the domain model changes.
+//!
+//! Conventions: lowerCamelCase names; 64-bit nanosecond times as decimal strings (JavaScript
+//! numbers lose precision past 2^53), as in OTLP JSON; ids as lowercase hex; attribute values
+//! in OTLP JSON's `AnyValue` shape so every type survives (`{"intValue": "42"}`).
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use threadline_core::span::{Event, Link, Resource, Scope, Span};
+use threadline_core::value::{AnyValue, KeyValue};
+
+/// The single error shape of the API: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code: `invalid_argument`, `not_found`, `unavailable`, ...
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self { error: ErrorDetail { code: code.to_owned(), message: message.into() } }
+    }
+}
+
+/// `GET /api/v1/services`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServicesResponse {
+    pub services: Vec<String>,
+}
+
+/// `GET /api/v1/traces/{trace_id}`: every span of the trace, ordered by start time.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceResponse {
+    pub trace_id: String,
+    pub spans: Vec<SpanView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpanView {
+    pub trace_id: String,
+    pub span_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_span_id: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    /// `unspecified`, `internal`, `server`, `client`, `producer` or `consumer`.
+    pub kind: String,
+    pub service_name: String,
+    pub start_time_unix_nano: String,
+    pub end_time_unix_nano: String,
+    pub duration_nanos: String,
+    pub attributes: Vec<KeyValueView>,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<EventView>,
+    pub dropped_events_count: u32,
+    pub links: Vec<LinkView>,
+    pub dropped_links_count: u32,
+    pub status: StatusView,
+    pub resource: ResourceView,
+    pub scope: ScopeView,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    /// `unset`, `ok` or `error`.
+    pub code: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceView {
+    pub attributes: Vec<KeyValueView>,
+    pub dropped_attributes_count: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub schema_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ScopeView {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub attributes: Vec<KeyValueView>,
+    pub dropped_attributes_count: u32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub schema_url: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    pub time_unix_nano: String,
+    pub name: String,
+    pub attributes: Vec<KeyValueView>,
+    pub dropped_attributes_count: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView {
+    pub trace_id: String,
+    pub span_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub trace_state: String,
+    pub attributes: Vec<KeyValueView>,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeyValueView {
+    pub key: String,
+    pub value: ValueView,
+}
+
+/// An attribute value in OTLP JSON's shape: exactly one field is set; none is the empty value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ValueView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bool_value: Option<bool>,
+    /// Decimal string, as in OTLP JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int_value: Option<String>,
+    /// A number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub double_value: Option<DoubleView>,
+    /// Standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array_value: Option<ArrayView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kvlist_value: Option<KvListView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DoubleView {
+    Number(f64),
+    Special(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ArrayView {
+    pub values: Vec<ValueView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KvListView {
+    pub values: Vec<KeyValueView>,
+}
+
+impl From<&AnyValue> for ValueView {
+    fn from(value: &AnyValue) -> Self {
+        let mut view = ValueView::default();
+        match value {
+            AnyValue::String(s) => view.string_value = Some(s.clone()),
+            AnyValue::Bool(b) => view.bool_value = Some(*b),
+            AnyValue::Int(i) => view.int_value = Some(i.to_string()),
+            AnyValue::Double(d) => {
+                view.double_value = Some(if d.is_nan() {
+                    DoubleView::Special("NaN".to_owned())
+                } else if d.is_infinite() {
+                    let sign = if d.is_sign_negative() { "-" } else { "" };
+                    DoubleView::Special(format!("{sign}Infinity"))
+                } else {
+                    DoubleView::Number(*d)
+                });
+            }
+            AnyValue::Bytes(b) => {
+                view.bytes_value = Some(base64::engine::general_purpose::STANDARD.encode(b));
+            }
+            AnyValue::Array(values) => {
+                view.array_value = Some(ArrayView { values: values.iter().map(Into::into).collect() });
+            }
+            AnyValue::KvList(values) => {
+                view.kvlist_value = Some(KvListView { values: key_values(values) });
+            }
+            AnyValue::Empty => {}
+        }
+        view
+    }
+}
+
+fn key_values(attributes: &[KeyValue]) -> Vec<KeyValueView> {
+    attributes
+        .iter()
+        .map(|kv| KeyValueView { key: kv.key.clone(), value: (&kv.value).into() })
+        .collect()
+}
+
+impl From<&Span> for SpanView {
+    fn from(span: &Span) -> Self {
+        Self {
+            trace_id: span.trace_id.to_hex(),
+            span_id: span.span_id.to_hex(),
+            parent_span_id: span.parent_span_id.map(|id| id.to_hex()),
+            trace_state: span.trace_state.clone(),
+            flags: span.flags,
+            name: span.name.clone(),
+            kind: span.kind.as_str().to_owned(),
+            service_name: span.service_name().to_owned(),
+            start_time_unix_nano: span.start_time_unix_nano.to_string(),
+            end_time_unix_nano: span.end_time_unix_nano.to_string(),
+            duration_nanos: span.duration_nanos().to_string(),
+            attributes: key_values(&span.attributes),
+            dropped_attributes_count: span.dropped_attributes_count,
+            events: span.events.iter().map(Into::into).collect(),
+            dropped_events_count: span.dropped_events_count,
+            links: span.links.iter().map(Into::into).collect(),
+            dropped_links_count: span.dropped_links_count,
+            status: StatusView {
+                code: span.status.code.as_str().to_owned(),
+                message: span.status.message.clone(),
+            },
+            resource: (&*span.resource).into(),
+            scope: (&*span.scope).into(),
+        }
+    }
+}
+
+impl From<&Event> for EventView {
+    fn from(event: &Event) -> Self {
+        Self {
+            time_unix_nano: event.time_unix_nano.to_string(),
+            name: event.name.clone(),
+            attributes: key_values(&event.attributes),
+            dropped_attributes_count: event.dropped_attributes_count,
+        }
+    }
+}
+
+impl From<&Link> for LinkView {
+    fn from(link: &Link) -> Self {
+        Self {
+            trace_id: link.trace_id.to_hex(),
+            span_id: link.span_id.to_hex(),
+            trace_state: link.trace_state.clone(),
+            attributes: key_values(&link.attributes),
+            dropped_attributes_count: link.dropped_attributes_count,
+            flags: link.flags,
+        }
+    }
+}
+
+impl From<&Resource> for ResourceView {
+    fn from(resource: &Resource) -> Self {
+        Self {
+            attributes: key_values(&resource.attributes),
+            dropped_attributes_count: resource.dropped_attributes_count,
+            schema_url: resource.schema_url.clone(),
+        }
+    }
+}
+
+impl From<&Scope> for ScopeView {
+    fn from(scope: &Scope) -> Self {
+        Self {
+            name: scope.name.clone(),
+            version: scope.version.clone(),
+            attributes: key_values(&scope.attributes),
+            dropped_attributes_count: scope.dropped_attributes_count,
+            schema_url: scope.schema_url.clone(),
+        }
+    }
+}

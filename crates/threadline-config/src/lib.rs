@@ -1,0 +1,284 @@
+//! The server configuration file (TOML, `version = 1`): parsed strictly (unknown keys are
+//! errors that name the line), validated into typed structs with defaults for everything left
+//! out. `docs/configuration.md` documents every option; `examples/threadline.toml` is parsed by
+//! a test so it cannot drift.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The configuration format version this build reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Format version; must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// Where Threadline keeps its data; defaults to the user's data directory.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub ingest: Ingest,
+    #[serde(default)]
+    pub storage: Storage,
+    #[serde(default)]
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            data_dir: None,
+            listen: Listen::default(),
+            ingest: Ingest::default(),
+            storage: Storage::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// Listener addresses. Every listener defaults to its standard port on 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub zipkin: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Self { otlp_grpc: local(4317), otlp_http: local(4318), zipkin: local(9411), api: local(7600) }
+    }
+}
+
+/// Limits of the receivers and of the queue between them and the store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ingest {
+    /// Spans accepted but not yet stored, at most. A request that would pass it is refused with
+    /// 429 / `UNAVAILABLE` and a retry delay.
+    pub queue_capacity_spans: usize,
+    /// Largest request body as sent (compressed or not), in bytes; larger is refused with 413.
+    pub max_request_bytes: usize,
+    /// Largest request body after decompression, in bytes; larger is refused with 413.
+    pub max_decompressed_bytes: usize,
+    /// OTLP/HTTP and Zipkin requests handled at once; more are refused with 503 before their
+    /// body is read, which bounds the memory held by request bodies.
+    pub max_concurrent_requests: usize,
+    /// The delay suggested to clients refused for overload (`Retry-After`, gRPC `RetryInfo`).
+    pub retry_after_secs: u32,
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Self {
+            queue_capacity_spans: 262_144,
+            max_request_bytes: 8 << 20,
+            max_decompressed_bytes: 64 << 20,
+            max_concurrent_requests: 256,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Spans kept by the in-memory store; the oldest traces are dropped past it.
+    pub memory_max_spans: usize,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self { memory_max_spans: 2_000_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format {other:?}: expected \"text\" or \"json\"")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// Filter directives, as in `info` or `info,threadline_ingest=debug`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: "info".to_owned(), format: LogFormat::Text }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: describe_toml_error(text, &e),
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: origin.to_owned(), message })?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: the version and that limits are usable.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.version != CONFIG_VERSION {
+            return Err(format!(
+                "version {} is not supported: this threadline reads version {CONFIG_VERSION}",
+                self.version
+            ));
+        }
+        let positive = [
+            ("ingest.queue_capacity_spans", self.ingest.queue_capacity_spans),
+            ("ingest.max_request_bytes", self.ingest.max_request_bytes),
+            ("ingest.max_decompressed_bytes", self.ingest.max_decompressed_bytes),
+            ("ingest.max_concurrent_requests", self.ingest.max_concurrent_requests),
+            ("storage.memory_max_spans", self.storage.memory_max_spans),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        if self.ingest.max_decompressed_bytes < self.ingest.max_request_bytes {
+            return Err(format!(
+                "ingest.max_decompressed_bytes ({}) must be at least ingest.max_request_bytes ({})",
+                self.ingest.max_decompressed_bytes, self.ingest.max_request_bytes
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err("log.level must not be empty".to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// A TOML error as "line L, column C: message", so users can find the spot.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end_matches('\n');
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::{Expect, expect};
+
+    fn check(text: &str, expected: Expect) {
+        let actual = match Config::parse(text, "test.toml") {
+            Ok(config) => format!("{config:#?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        expected.assert_eq(&actual);
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/threadline.toml");
+        let config = Config::load(&path).unwrap();
+        // The example spells out the defaults (except where it says otherwise).
+        assert_eq!(config.listen, Listen::default());
+        assert_eq!(config.ingest, Ingest::default());
+        assert_eq!(config.storage, Storage::default());
+    }
+
+    #[test]
+    fn a_minimal_file_takes_every_default() {
+        let config = Config::parse("version = 1\n", "t").unwrap();
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_name_the_line() {
+        check(
+            "version = 1\n[ingest]\nqueue_capacity = 10\n",
+            expect![[r#"error: config file test.toml: line 3, column 1: unknown field `queue_capacity`, expected one of `queue_capacity_spans`, `max_request_bytes`, `max_decompressed_bytes`, `max_concurrent_requests`, `retry_after_secs`"#]],
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_line() {
+        check(
+            "version = 1\n[listen]\napi = \"localhost\"\n",
+            expect![[r#"error: config file test.toml: line 3, column 7: invalid socket address syntax"#]],
+        );
+        check(
+            "version = 1\n[log]\nformat = \"xml\"\n",
+            expect![[r#"error: config file test.toml: line 3, column 10: unknown variant `xml`, expected `text` or `json`"#]],
+        );
+    }
+
+    #[test]
+    fn version_is_required_and_checked() {
+        check("", expect!["error: config file test.toml: line 1, column 1: missing field `version`"]);
+        check(
+            "version = 2\n",
+            expect![[r#"error: config file test.toml: version 2 is not supported: this threadline reads version 1"#]],
+        );
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        check(
+            "version = 1\n[ingest]\nqueue_capacity_spans = 0\n",
+            expect![[r#"error: config file test.toml: ingest.queue_capacity_spans must be greater than 0"#]],
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! The gRPC codec of the generated OTLP service: protobuf like tonic's own, except that a
+//! message that does not decode is answered `INVALID_ARGUMENT` (the OTLP specification's code
+//! for bad data, which clients must not retry) instead of `INTERNAL`.
+
+use std::marker::PhantomData;
+
+use prost::Message;
+use tonic::Status;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+#[derive(Debug)]
+pub struct OtlpCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for OtlpCodec<T, U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T, U> Codec for OtlpCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = OtlpEncoder<T>;
+    type Decoder = OtlpDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OtlpEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        OtlpDecoder(PhantomData)
+    }
+}
+
+#[derive(Debug)]
+pub struct OtlpEncoder<T>(PhantomData<T>);
+
+impl<T: Message> Encoder for OtlpEncoder<T> {
+    type Item = T;
+    type Error = Status;
+
+    fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.encode(buf).map_err(|e| Status::internal(format!("encoding the answer failed: {e}")))
+    }
+}
+
+#[derive(Debug)]
+pub struct OtlpDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default> Decoder for OtlpDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        U::decode(buf)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(format!("request is not valid protobuf: {e}")))
+    }
+}
