@@ -155,6 +155,13 @@ pub enum SpanError {
         #[source]
         source: crate::id::IdError,
     },
+    #[error("links[{index}].{field} {source}")]
+    LinkId {
+        index: usize,
+        field: &'static str,
+        #[source]
+        source: crate::id::IdError,
+    },
     #[error("start_time_unix_nano is zero")]
     MissingStart,
     #[error("end_time_unix_nano ({end}) is before start_time_unix_nano ({start})")]
