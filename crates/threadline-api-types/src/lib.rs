@@ -282,3 +282,35 @@ impl From<&Scope> for ScopeView {
         }
     }
 }
+
+/// `GET /api/v1/status`: the server's own state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResponse {
+    pub ready: bool,
+    pub ingest: IngestStatus,
+    pub store: StoreStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestStatus {
+    /// Spans accepted by a receiver and not yet taken by the store.
+    pub queue_depth_spans: u64,
+    pub queue_capacity_spans: u64,
+    pub accepted_spans: u64,
+    /// Spans refused one by one as invalid (reported to clients as partial success).
+    pub rejected_spans: u64,
+    /// Requests refused for overload (429 / 503 / `UNAVAILABLE`).
+    pub refused_requests: u64,
+    /// Requests that failed after acceptance (the store refused them).
+    pub failed_requests: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    pub traces: u64,
+    pub spans: u64,
+    pub evicted_spans: u64,
+}

@@ -58,6 +58,21 @@ impl QueueSender {
         }
     }
 
+    /// A read-only view of the queue's fill that does not keep the queue open.
+    pub fn monitor(&self) -> QueueMonitor {
+        QueueMonitor { permits: Arc::clone(&self.permits), capacity_spans: self.capacity_spans }
+    }
+}
+
+/// Reads how full the queue is. Unlike a [`QueueSender`], holding one does not keep the
+/// queue open, so the stage behind it can drain and stop at shutdown.
+#[derive(Debug, Clone)]
+pub struct QueueMonitor {
+    permits: Arc<Semaphore>,
+    capacity_spans: usize,
+}
+
+impl QueueMonitor {
     /// Spans queued or being taken by the next stage right now.
     pub fn depth_spans(&self) -> usize {
         self.capacity_spans.saturating_sub(self.permits.available_permits())
@@ -147,17 +162,17 @@ mod tests {
     async fn refuses_batches_beyond_capacity_and_frees_room_on_completion() {
         let (tx, mut rx) = span_queue(10, Duration::from_secs(2));
         let first = tx.submit(spans(6)).unwrap();
-        assert_eq!(tx.depth_spans(), 6);
+        assert_eq!(tx.monitor().depth_spans(), 6);
         let refused = tx.submit(spans(5)).unwrap_err();
         assert_eq!(refused, IngestError::Overloaded { retry_after: Duration::from_secs(2) });
         let _second = tx.submit(spans(4)).unwrap();
-        assert_eq!(tx.depth_spans(), 10);
+        assert_eq!(tx.monitor().depth_spans(), 10);
 
         let mut delivery = rx.recv().await.unwrap();
         assert_eq!(delivery.take_spans().len(), 6);
         delivery.complete(Ok(()));
         first.await.unwrap();
-        assert_eq!(tx.depth_spans(), 4);
+        assert_eq!(tx.monitor().depth_spans(), 4);
         tx.submit(spans(5)).unwrap();
     }
 
@@ -165,7 +180,7 @@ mod tests {
     async fn a_batch_larger_than_the_queue_takes_it_whole() {
         let (tx, _rx) = span_queue(10, Duration::from_secs(1));
         let _ack = tx.submit(spans(25)).unwrap();
-        assert_eq!(tx.depth_spans(), 10);
+        assert_eq!(tx.monitor().depth_spans(), 10);
         assert!(matches!(tx.submit(spans(1)), Err(IngestError::Overloaded { .. })));
     }
 

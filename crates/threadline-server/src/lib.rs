@@ -1,0 +1,277 @@
+//! The composition root: the only place that creates runtimes, binds listeners and wires
+//! receivers → queue → store → API. [`run`] is what `threadline serve` calls; [`Server`] lets
+//! tests and other commands start and stop a server in-process.
+//!
+//! Lifecycle: every listener is bound before anything is served (a bad address fails start-up
+//! with a clear error); on shutdown `/readyz` turns 503, the ingest listeners stop accepting
+//! and finish their in-flight requests, the queue drains into the store, then the API stops.
+
+mod api;
+mod pipeline;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use threadline_config::Config;
+use threadline_ingest::{IngestLimits, IngestStats, Receivers};
+use threadline_storage::SpanStore;
+use threadline_storage::data_dir::DataDir;
+use threadline_storage::memory::MemoryStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long shutdown waits for in-flight requests before giving up on them.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("binding the {listener} listener to {addr}: {source}")]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] threadline_storage::StoreError),
+    #[error("starting the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("{listener} listener failed: {message}")]
+    Serve { listener: &'static str, message: String },
+}
+
+/// The addresses the server actually listens on (port 0 in the config picks a free port).
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub zipkin: SocketAddr,
+    pub api: SocketAddr,
+}
+
+/// What shutdown did, for the final log line.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownReport {
+    pub accepted_spans: u64,
+    pub drained_batches: u64,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addresses: Addresses,
+    shutdown: CancellationToken,
+    ingest_tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
+    api_stop: CancellationToken,
+    api_task: JoinHandle<Result<(), String>>,
+    pipeline: JoinHandle<u64>,
+    stats: Arc<IngestStats>,
+    ready: Arc<AtomicBool>,
+    _data_dir: DataDir,
+}
+
+impl Server {
+    /// Opens the data directory, binds every listener and starts serving.
+    pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, ServerError> {
+        let data_dir = DataDir::open(data_dir)?;
+        let listen = &config.listen;
+        let otlp_grpc = bind("otlp_grpc", listen.otlp_grpc).await?;
+        let otlp_http = bind("otlp_http", listen.otlp_http).await?;
+        let zipkin = bind("zipkin", listen.zipkin).await?;
+        let api = bind("api", listen.api).await?;
+        let addresses = Addresses {
+            otlp_grpc: local_addr(&otlp_grpc, "otlp_grpc", listen.otlp_grpc)?,
+            otlp_http: local_addr(&otlp_http, "otlp_http", listen.otlp_http)?,
+            zipkin: local_addr(&zipkin, "zipkin", listen.zipkin)?,
+            api: local_addr(&api, "api", listen.api)?,
+        };
+
+        let store: Arc<dyn SpanStore> = Arc::new(MemoryStore::new(config.storage.memory_max_spans));
+        let retry_after = Duration::from_secs(u64::from(config.ingest.retry_after_secs));
+        let (queue, queue_rx) =
+            threadline_ingest::queue::span_queue(config.ingest.queue_capacity_spans, retry_after);
+        let stats = Arc::new(IngestStats::default());
+        let limits = IngestLimits {
+            max_request_bytes: config.ingest.max_request_bytes,
+            max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+            max_concurrent_requests: config.ingest.max_concurrent_requests,
+            retry_after,
+        };
+        let queue_monitor = queue.monitor();
+        let receivers = Receivers::new(limits, queue, Arc::clone(&stats));
+        let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store)));
+
+        let shutdown = CancellationToken::new();
+        let ready = Arc::new(AtomicBool::new(false));
+        let mut ingest_tasks = Vec::new();
+        let grpc_service = threadline_ingest::grpc::otlp_service(receivers.clone());
+        let stop = shutdown.clone();
+        ingest_tasks.push((
+            "otlp_grpc",
+            tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(grpc_service)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(otlp_grpc),
+                        stop.cancelled_owned(),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+        ingest_tasks.push((
+            "otlp_http",
+            serve_http(otlp_http, threadline_ingest::http::otlp_router(receivers.clone()), shutdown.clone()),
+        ));
+        ingest_tasks.push((
+            "zipkin",
+            serve_http(zipkin, threadline_ingest::http::zipkin_router(receivers), shutdown.clone()),
+        ));
+        let api_state = api::ApiState {
+            store,
+            queue: queue_monitor,
+            stats: Arc::clone(&stats),
+            ready: Arc::clone(&ready),
+        };
+        let api_stop = CancellationToken::new();
+        let api_task = serve_http(api, api::router(api_state), api_stop.clone());
+
+        ready.store(true, Ordering::SeqCst);
+        for (listener, addr) in [
+            ("otlp_grpc", addresses.otlp_grpc),
+            ("otlp_http", addresses.otlp_http),
+            ("zipkin", addresses.zipkin),
+            ("api", addresses.api),
+        ] {
+            tracing::info!(listener, %addr, "listening");
+        }
+        tracing::info!(data_dir = %data_dir.path().display(), "threadline is ready");
+        Ok(Self {
+            addresses,
+            shutdown,
+            ingest_tasks,
+            api_stop,
+            api_task,
+            pipeline,
+            stats,
+            ready,
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// A token whose cancellation starts shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits for the shutdown token, then shuts down in order and drains the queue.
+    pub async fn wait(self) -> Result<ShutdownReport, ServerError> {
+        self.shutdown.cancelled().await;
+        self.ready.store(false, Ordering::SeqCst);
+        tracing::info!("shutting down: finishing in-flight requests and draining the queue");
+        let mut failure = None;
+        for (listener, task) in self.ingest_tasks {
+            match tokio::time::timeout(DRAIN_TIMEOUT, task).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(message))) => failure = Some(ServerError::Serve { listener, message }),
+                Ok(Err(join)) => {
+                    failure = Some(ServerError::Serve { listener, message: join.to_string() });
+                }
+                Err(_) => tracing::warn!(listener, "in-flight requests did not finish in time"),
+            }
+        }
+        // Every sender is gone with the ingest listeners, so the pipeline ends once drained.
+        let drained_batches = self.pipeline.await.unwrap_or(0);
+        self.api_stop.cancel();
+        if let Ok(Err(message)) = self.api_task.await {
+            failure = Some(ServerError::Serve { listener: "api", message });
+        }
+        let report = ShutdownReport {
+            accepted_spans: self.stats.accepted_spans.load(Ordering::Relaxed),
+            drained_batches,
+        };
+        tracing::info!(
+            accepted_spans = report.accepted_spans,
+            batches = report.drained_batches,
+            "shutdown complete"
+        );
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { listener, addr, source })
+}
+
+fn local_addr(
+    socket: &TcpListener,
+    listener: &'static str,
+    addr: SocketAddr,
+) -> Result<SocketAddr, ServerError> {
+    socket.local_addr().map_err(|source| ServerError::Bind { listener, addr, source })
+}
+
+fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: CancellationToken,
+) -> JoinHandle<Result<(), String>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Settings for [`run`]: the validated config and the resolved data directory.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub data_dir: PathBuf,
+}
+
+/// Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. Creates the runtime.
+pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("threadline")
+        .build()
+        .map_err(ServerError::Runtime)?;
+    runtime.block_on(async {
+        let server = Server::start(&settings.config, &settings.data_dir).await?;
+        let token = server.shutdown_token();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            token.cancel();
+        });
+        server.wait().await
+    })
+}
+
+async fn wait_for_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "received signal"),
+        _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "received signal"),
+    }
+}

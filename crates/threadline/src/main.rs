@@ -1,0 +1,133 @@
+//! The `threadline` command. `serve` runs the server; later commands (`demo`, `process`,
+//! `search`, `expect`, `sql`, `load`, `check`) join it as they are built.
+//!
+//! Settings precedence: flag > environment variable > config file > default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use threadline_config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "threadline", version, about = "Follow every distributed process, live")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: OTLP/gRPC, OTLP/HTTP and Zipkin receivers and the HTTP API.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML); see examples/threadline.toml.
+    #[arg(long, env = "THREADLINE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory [default: the user's data directory + /threadline].
+    #[arg(long, env = "THREADLINE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "THREADLINE_OTLP_GRPC", value_name = "ADDR")]
+    otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "THREADLINE_OTLP_HTTP", value_name = "ADDR")]
+    otlp_http: Option<SocketAddr>,
+    /// Zipkin v2 listen address [default: 127.0.0.1:9411].
+    #[arg(long, env = "THREADLINE_ZIPKIN", value_name = "ADDR")]
+    zipkin: Option<SocketAddr>,
+    /// HTTP API listen address [default: 127.0.0.1:7600].
+    #[arg(long, env = "THREADLINE_API", value_name = "ADDR")]
+    api: Option<SocketAddr>,
+    /// Log filter, e.g. `info` or `info,threadline_ingest=debug` [default: info].
+    #[arg(long, env = "THREADLINE_LOG", value_name = "FILTER")]
+    log: Option<String>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "THREADLINE_LOG_FORMAT", value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = match serve_settings(args) {
+                Ok(settings) => settings,
+                Err(e) => {
+                    report(&e);
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = init_logging(&settings.config.log) {
+                report(&e);
+                return ExitCode::from(2);
+            }
+            match threadline_server::run(&settings) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "threadline stopped with an error");
+                    report(&anyhow::Error::new(e));
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+#[expect(clippy::print_stderr, reason = "the last word to a user before exiting")]
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {error:#}");
+}
+
+/// Merges flags and environment variables (already merged by clap) over the config file
+/// over the defaults.
+fn serve_settings(args: ServeArgs) -> anyhow::Result<threadline_server::Settings> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    let listen = &mut config.listen;
+    for (value, slot) in [
+        (args.otlp_grpc, &mut listen.otlp_grpc),
+        (args.otlp_http, &mut listen.otlp_http),
+        (args.zipkin, &mut listen.zipkin),
+        (args.api, &mut listen.api),
+    ] {
+        if let Some(addr) = value {
+            *slot = addr;
+        }
+    }
+    if let Some(level) = args.log {
+        config.log.level = level;
+    }
+    if let Some(format) = args.log_format {
+        config.log.format = format;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = Some(dir);
+    }
+    config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
+    let data_dir = match &config.data_dir {
+        Some(dir) => dir.clone(),
+        None => dirs::data_dir()
+            .context("no data directory for this user: pass --data-dir")?
+            .join("threadline"),
+    };
+    Ok(threadline_server::Settings { config, data_dir })
+}
+
+fn init_logging(log: &threadline_config::Log) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .with_context(|| format!("invalid log filter {:?}", log.level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
