@@ -98,7 +98,7 @@ fn from_json<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Result<
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." {
+        if path == "." || path == "?" {
             IngestError::Malformed(format!("request body is not valid {what}: {inner}"))
         } else {
             IngestError::Malformed(format!("request body is not valid {what}: at {path}: {inner}"))
