@@ -189,7 +189,8 @@ impl From<&AnyValue> for ValueView {
                 view.bytes_value = Some(base64::engine::general_purpose::STANDARD.encode(b));
             }
             AnyValue::Array(values) => {
-                view.array_value = Some(ArrayView { values: values.iter().map(Into::into).collect() });
+                view.array_value =
+                    Some(ArrayView { values: values.iter().map(Into::into).collect() });
             }
             AnyValue::KvList(values) => {
                 view.kvlist_value = Some(KvListView { values: key_values(values) });

@@ -69,7 +69,12 @@ pub struct Listen {
 impl Default for Listen {
     fn default() -> Self {
         let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
-        Self { otlp_grpc: local(4317), otlp_http: local(4318), zipkin: local(9411), api: local(7600) }
+        Self {
+            otlp_grpc: local(4317),
+            otlp_http: local(4318),
+            zipkin: local(9411),
+            api: local(7600),
+        }
     }
 }
 
@@ -165,7 +170,9 @@ impl Config {
             path: origin.to_owned(),
             message: describe_toml_error(text, &e),
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid { path: origin.to_owned(), message })?;
+        config
+            .validate()
+            .map_err(|message| ConfigError::Invalid { path: origin.to_owned(), message })?;
         Ok(config)
     }
 
@@ -249,7 +256,9 @@ mod tests {
     fn unknown_keys_name_the_line() {
         check(
             "version = 1\n[ingest]\nqueue_capacity = 10\n",
-            expect![[r#"error: config file test.toml: line 3, column 1: unknown field `queue_capacity`, expected one of `queue_capacity_spans`, `max_request_bytes`, `max_decompressed_bytes`, `max_concurrent_requests`, `retry_after_secs`"#]],
+            expect![[
+                r#"error: config file test.toml: line 3, column 1: unknown field `queue_capacity`, expected one of `queue_capacity_spans`, `max_request_bytes`, `max_decompressed_bytes`, `max_concurrent_requests`, `retry_after_secs`"#
+            ]],
         );
     }
 
@@ -257,20 +266,29 @@ mod tests {
     fn bad_values_name_the_line() {
         check(
             "version = 1\n[listen]\napi = \"localhost\"\n",
-            expect![[r#"error: config file test.toml: line 3, column 7: invalid socket address syntax"#]],
+            expect![[
+                r#"error: config file test.toml: line 3, column 7: invalid socket address syntax"#
+            ]],
         );
         check(
             "version = 1\n[log]\nformat = \"xml\"\n",
-            expect![[r#"error: config file test.toml: line 3, column 10: unknown variant `xml`, expected `text` or `json`"#]],
+            expect![[
+                r#"error: config file test.toml: line 3, column 10: unknown variant `xml`, expected `text` or `json`"#
+            ]],
         );
     }
 
     #[test]
     fn version_is_required_and_checked() {
-        check("", expect!["error: config file test.toml: line 1, column 1: missing field `version`"]);
+        check(
+            "",
+            expect!["error: config file test.toml: line 1, column 1: missing field `version`"],
+        );
         check(
             "version = 2\n",
-            expect![[r#"error: config file test.toml: version 2 is not supported: this threadline reads version 1"#]],
+            expect![[
+                r#"error: config file test.toml: version 2 is not supported: this threadline reads version 1"#
+            ]],
         );
     }
 
@@ -278,7 +296,9 @@ mod tests {
     fn limits_are_validated() {
         check(
             "version = 1\n[ingest]\nqueue_capacity_spans = 0\n",
-            expect![[r#"error: config file test.toml: ingest.queue_capacity_spans must be greater than 0"#]],
+            expect![[
+                r#"error: config file test.toml: ingest.queue_capacity_spans must be greater than 0"#
+            ]],
         );
     }
 }

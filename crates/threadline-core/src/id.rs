@@ -138,10 +138,7 @@ mod tests {
     fn rejects_all_zeros_and_bad_lengths() {
         assert_eq!(TraceId::from_bytes([0; 16]), Err(IdError::AllZeros));
         assert_eq!(SpanId::from_slice(&[1; 7]), Err(IdError::Length { expected: 8, actual: 7 }));
-        assert_eq!(
-            TraceId::from_hex("abc"),
-            Err(IdError::HexLength { expected: 32, actual: 3 })
-        );
+        assert_eq!(TraceId::from_hex("abc"), Err(IdError::HexLength { expected: 32, actual: 3 }));
         assert_eq!(SpanId::from_hex("00000000000000zz"), Err(IdError::HexDigit('z')));
         assert_eq!(SpanId::from_hex("0000000000000000"), Err(IdError::AllZeros));
     }

@@ -38,13 +38,20 @@ fn main() {
         runtime.block_on(ack).expect("acknowledged");
     };
 
-    println!("batch: {spans} spans; protobuf {} B, OTLP JSON {} B, Zipkin JSON {} B", protobuf.len(), json.len(), zipkin.len());
+    println!(
+        "batch: {spans} spans; protobuf {} B, OTLP JSON {} B, Zipkin JSON {} B",
+        protobuf.len(),
+        json.len(),
+        zipkin.len()
+    );
     let baseline = measure("prost decode only (baseline)", spans, || {
         drop(ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes"));
     });
     let results = [
         measure("OTLP protobuf: decode + validate + hand-off", spans, || {
-            hand_off(convert_otlp(body::decode_otlp(&protobuf, Encoding::Protobuf).expect("decodes")));
+            hand_off(convert_otlp(
+                body::decode_otlp(&protobuf, Encoding::Protobuf).expect("decodes"),
+            ));
         }),
         measure("OTLP JSON: decode + validate + hand-off", spans, || {
             hand_off(convert_otlp(body::decode_otlp(&json, Encoding::Json).expect("decodes")));

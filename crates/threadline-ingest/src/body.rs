@@ -74,10 +74,14 @@ pub fn gunzip_capped(data: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> 
 }
 
 /// Decodes an OTLP export request in either encoding.
-pub fn decode_otlp(data: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, IngestError> {
+pub fn decode_otlp(
+    data: &[u8],
+    encoding: Encoding,
+) -> Result<ExportTraceServiceRequest, IngestError> {
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(data)
-            .map_err(|e| IngestError::Malformed(format!("request body is not valid OTLP protobuf: {e}"))),
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(data).map_err(|e| {
+            IngestError::Malformed(format!("request body is not valid OTLP protobuf: {e}"))
+        }),
         Encoding::Json => {
             let request: otlp_json::ExportTraceServiceRequest = from_json(data, "OTLP JSON")?;
             Ok(request.into())
@@ -127,20 +131,28 @@ mod tests {
     fn json_errors_name_the_field() {
         check_json(
             r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#,
-            expect![[r#"error: request body is not valid OTLP JSON: at resourceSpans[0].scopeSpans[0].spans[0].traceId: "xyz" is not a hex id at line 1 column 60"#]],
+            expect![[
+                r#"error: request body is not valid OTLP JSON: at resourceSpans[0].scopeSpans[0].spans[0].traceId: "xyz" is not a hex id at line 1 column 60"#
+            ]],
         );
         check_json(
             r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":true}]}]}]}"#,
-            expect!["error: request body is not valid OTLP JSON: at resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano: invalid type: boolean `true`, expected an unsigned 64-bit integer as a number or a decimal string at line 1 column 68"],
+            expect![
+                "error: request body is not valid OTLP JSON: at resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano: invalid type: boolean `true`, expected an unsigned 64-bit integer as a number or a decimal string at line 1 column 68"
+            ],
         );
         check_json(
             r#"{"resourceSpans": 5}"#,
-            expect![[r#"error: request body is not valid OTLP JSON: at resourceSpans: invalid type: integer `5`, expected a sequence at line 1 column 19"#]],
+            expect![[
+                r#"error: request body is not valid OTLP JSON: at resourceSpans: invalid type: integer `5`, expected a sequence at line 1 column 19"#
+            ]],
         );
         check_json("", expect![[r#"error: request body is empty: expected OTLP JSON"#]]);
         check_json(
             r#"{"resourceSpans": [] "#,
-            expect!["error: request body is not valid OTLP JSON: at ?: EOF while parsing an object at line 1 column 21"],
+            expect![
+                "error: request body is not valid OTLP JSON: at ?: EOF while parsing an object at line 1 column 21"
+            ],
         );
     }
 

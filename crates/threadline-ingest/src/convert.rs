@@ -40,7 +40,8 @@ impl Rejections {
 
     /// The partial-success message: how many were rejected and why.
     pub fn message(&self, total: usize) -> String {
-        let mut message = format!("rejected {} of {total} spans: {}", self.count, self.reasons.join("; "));
+        let mut message =
+            format!("rejected {} of {total} spans: {}", self.count, self.reasons.join("; "));
         let unlisted = self.count.saturating_sub(self.reasons.len() as u64);
         if unlisted > 0 {
             message.push_str(&format!("; and {unlisted} more"));
@@ -52,12 +53,8 @@ impl Rejections {
 /// Converts an OTLP export request, keeping the valid spans.
 pub fn convert_otlp(request: ExportTraceServiceRequest) -> Decoded {
     let mut decoded = Decoded::default();
-    let total: usize = request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .map(|ss| ss.spans.len())
-        .sum();
+    let total: usize =
+        request.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum();
     decoded.spans.reserve(total);
     for (ri, resource_spans) in request.resource_spans.into_iter().enumerate() {
         let resource = resource_spans.resource.unwrap_or_default();
@@ -102,11 +99,15 @@ fn convert_span(
     build_span(span, resource, scope).map_err(|e| (label, e))
 }
 
-fn build_span(span: pb::Span, resource: &Arc<Resource>, scope: &Arc<Scope>) -> Result<Span, SpanError> {
+fn build_span(
+    span: pb::Span,
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+) -> Result<Span, SpanError> {
     let trace_id = TraceId::from_slice(&span.trace_id)
         .map_err(|source| SpanError::Id { field: "trace_id", source })?;
-    let span_id =
-        SpanId::from_slice(&span.span_id).map_err(|source| SpanError::Id { field: "span_id", source })?;
+    let span_id = SpanId::from_slice(&span.span_id)
+        .map_err(|source| SpanError::Id { field: "span_id", source })?;
     let parent_span_id = parent_id(&span.parent_span_id)?;
     span::check_times(span.start_time_unix_nano, span.end_time_unix_nano)?;
     let kind = span_kind(span.kind)?;
@@ -164,10 +165,16 @@ fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
 
 fn convert_link(index: usize, link: pb::span::Link) -> Result<Link, SpanError> {
     Ok(Link {
-        trace_id: TraceId::from_slice(&link.trace_id)
-            .map_err(|source| SpanError::LinkId { index, field: "trace_id", source })?,
-        span_id: SpanId::from_slice(&link.span_id)
-            .map_err(|source| SpanError::LinkId { index, field: "span_id", source })?,
+        trace_id: TraceId::from_slice(&link.trace_id).map_err(|source| SpanError::LinkId {
+            index,
+            field: "trace_id",
+            source,
+        })?,
+        span_id: SpanId::from_slice(&link.span_id).map_err(|source| SpanError::LinkId {
+            index,
+            field: "span_id",
+            source,
+        })?,
         trace_state: link.trace_state,
         attributes: key_values(link.attributes),
         dropped_attributes_count: link.dropped_attributes_count,
@@ -249,7 +256,11 @@ mod tests {
         let actual = format!(
             "accepted {}\n{}",
             decoded.spans.len(),
-            if decoded.rejections.count > 0 { decoded.rejections.message(total) } else { String::new() }
+            if decoded.rejections.count > 0 {
+                decoded.rejections.message(total)
+            } else {
+                String::new()
+            }
         );
         expected.assert_eq(&actual);
     }
@@ -262,7 +273,11 @@ mod tests {
         let mut bad_kind = span(&[1; 16], &[4; 8], 10, 20);
         bad_kind.kind = 42;
         let mut bad_link = span(&[1; 16], &[5; 8], 10, 20);
-        bad_link.links.push(pb::span::Link { trace_id: vec![0; 16], span_id: vec![1; 8], ..Default::default() });
+        bad_link.links.push(pb::span::Link {
+            trace_id: vec![0; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        });
         check(
             vec![
                 good,
@@ -284,7 +299,11 @@ mod tests {
     #[test]
     fn later_reasons_are_counted() {
         let mut bad_link = span(&[1; 16], &[5; 8], 10, 20);
-        bad_link.links.push(pb::span::Link { trace_id: vec![0; 16], span_id: vec![1; 8], ..Default::default() });
+        bad_link.links.push(pb::span::Link {
+            trace_id: vec![0; 16],
+            span_id: vec![1; 8],
+            ..Default::default()
+        });
         let mut bad_status = span(&[1; 16], &[6; 8], 10, 20);
         bad_status.status = Some(pb::Status { code: 7, message: String::new() });
         check(

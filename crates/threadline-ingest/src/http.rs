@@ -38,7 +38,11 @@ pub fn zipkin_router(receivers: Receivers) -> Router {
     Router::new().route("/api/v2/spans", post(zipkin_spans)).with_state(receivers)
 }
 
-async fn otlp_traces(State(receivers): State<Receivers>, headers: HeaderMap, body: Body) -> Response {
+async fn otlp_traces(
+    State(receivers): State<Receivers>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let encoding = match Encoding::from_content_type(header_str(&headers, header::CONTENT_TYPE)) {
         Ok(encoding) => encoding,
         // The request's encoding is unknown, so the error is sent as JSON.
@@ -72,12 +76,17 @@ async fn accept_otlp(
         Ok(convert::convert_otlp(request))
     })
     .await?;
-    let total = decoded.spans.len() + usize::try_from(decoded.rejections.count).unwrap_or(usize::MAX);
+    let total =
+        decoded.spans.len() + usize::try_from(decoded.rejections.count).unwrap_or(usize::MAX);
     let rejections = receivers.deliver(decoded).await?;
     Ok((total, rejections))
 }
 
-async fn zipkin_spans(State(receivers): State<Receivers>, headers: HeaderMap, body: Body) -> Response {
+async fn zipkin_spans(
+    State(receivers): State<Receivers>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match accept_zipkin(&receivers, &headers, body).await {
         // Zipkin clients expect 202 and no body; rejected spans are explained for humans.
         Ok((_, rejections)) if rejections.count == 0 => StatusCode::ACCEPTED.into_response(),
@@ -115,7 +124,8 @@ async fn accept_zipkin(
         Ok(crate::zipkin::convert_zipkin(spans))
     })
     .await?;
-    let total = decoded.spans.len() + usize::try_from(decoded.rejections.count).unwrap_or(usize::MAX);
+    let total =
+        decoded.spans.len() + usize::try_from(decoded.rejections.count).unwrap_or(usize::MAX);
     if decoded.spans.is_empty() && decoded.rejections.count > 0 {
         return Err(IngestError::Malformed(decoded.rejections.message(total)));
     }
@@ -133,7 +143,11 @@ fn request_slot(receivers: &Receivers) -> Result<tokio::sync::SemaphorePermit<'_
 
 /// Reads the body within `max_request_bytes`, refusing early when `Content-Length` says it is
 /// too large.
-async fn read_body(receivers: &Receivers, headers: &HeaderMap, body: Body) -> Result<Bytes, IngestError> {
+async fn read_body(
+    receivers: &Receivers,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, IngestError> {
     let limit = receivers.limits.max_request_bytes;
     let too_large = IngestError::TooLarge { what: "request body", limit };
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
@@ -199,7 +213,9 @@ fn otlp_error(encoding: Encoding, error: &IngestError) -> Response {
 
 fn add_retry_after(response: &mut Response, error: &IngestError) {
     if let Some(delay) = error.retry_after() {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(delay.as_secs().max(1)));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(delay.as_secs().max(1)));
     }
 }
 

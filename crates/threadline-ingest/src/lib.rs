@@ -63,7 +63,10 @@ impl Receivers {
 
     /// Hands converted spans to the next stage and waits for it to take them. Counts the
     /// outcome. Rejected spans are only counted here; the caller reports them to the client.
-    async fn deliver(&self, decoded: convert::Decoded) -> Result<convert::Rejections, error::IngestError> {
+    async fn deliver(
+        &self,
+        decoded: convert::Decoded,
+    ) -> Result<convert::Rejections, error::IngestError> {
         let convert::Decoded { spans, rejections } = decoded;
         IngestStats::add(&self.stats.rejected_spans, rejections.count);
         let accepted = spans.len() as u64;

@@ -175,8 +175,7 @@ fn endpoint_attributes(
 
 /// Zipkin trace ids are 16 or 32 hex digits; shorter ids (leading zeros dropped) are padded.
 fn trace_id(text: &str) -> Result<TraceId, ZipkinError> {
-    let invalid =
-        |source| ZipkinError::Span(SpanError::Id { field: "traceId", source });
+    let invalid = |source| ZipkinError::Span(SpanError::Id { field: "traceId", source });
     match text.len() {
         0..=16 => {
             let low = SpanId::from_hex(&format!("{text:0>16}")).map_err(invalid)?;

@@ -7,8 +7,8 @@
 //! serves both encodings.
 
 use base64::Engine as _;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use std::fmt;
 
 use crate::opentelemetry::proto::collector::trace::v1 as collector;
@@ -250,9 +250,9 @@ impl<'de> Deserialize<'de> for Double {
                     "NaN" => Ok(f64::NAN),
                     "Infinity" => Ok(f64::INFINITY),
                     "-Infinity" => Ok(f64::NEG_INFINITY),
-                    other => other
-                        .parse()
-                        .map_err(|_| E::custom(format!("{other:?} is not a number"))),
+                    other => {
+                        other.parse().map_err(|_| E::custom(format!("{other:?} is not a number")))
+                    }
                 }
             }
         }

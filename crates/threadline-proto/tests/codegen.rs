@@ -5,10 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-const FILES: &[&str] = &[
-    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
-    "google/rpc/status.proto",
-];
+const FILES: &[&str] =
+    &["opentelemetry/proto/collector/trace/v1/trace_service.proto", "google/rpc/status.proto"];
 
 #[test]
 fn generated_code_matches_the_proto_files() {

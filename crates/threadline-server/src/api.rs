@@ -111,9 +111,16 @@ async fn trace(
             message: format!("trace {id} not found"),
         });
     }
-    Ok(Json(TraceResponse { trace_id: id.to_hex(), spans: spans.iter().map(SpanView::from).collect() }))
+    Ok(Json(TraceResponse {
+        trace_id: id.to_hex(),
+        spans: spans.iter().map(SpanView::from).collect(),
+    }))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: "not_found", message: format!("no route for {}", uri.path()) }
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no route for {}", uri.path()),
+    }
 }

@@ -125,7 +125,11 @@ impl Server {
         ));
         ingest_tasks.push((
             "otlp_http",
-            serve_http(otlp_http, threadline_ingest::http::otlp_router(receivers.clone()), shutdown.clone()),
+            serve_http(
+                otlp_http,
+                threadline_ingest::http::otlp_router(receivers.clone()),
+                shutdown.clone(),
+            ),
         ));
         ingest_tasks.push((
             "zipkin",
@@ -261,15 +265,16 @@ pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
 }
 
 async fn wait_for_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
+        Ok(signal) => signal,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "received signal"),
         _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "received signal"),

@@ -20,18 +20,21 @@ impl DataDir {
             source,
         })?;
         let lock_path = path.join("LOCK");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
-            |source| StoreError::Io { context: format!("opening {}", lock_path.display()), source },
-        )?;
+        let lock =
+            OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(
+                |source| StoreError::Io {
+                    context: format!("opening {}", lock_path.display()),
+                    source,
+                },
+            )?;
         match lock.try_lock() {
             Ok(()) => Ok(Self { path: path.to_owned(), _lock: lock }),
             Err(TryLockError::WouldBlock) => {
                 Err(StoreError::Locked { path: path.display().to_string() })
             }
-            Err(TryLockError::Error(source)) => Err(StoreError::Io {
-                context: format!("locking {}", lock_path.display()),
-                source,
-            }),
+            Err(TryLockError::Error(source)) => {
+                Err(StoreError::Io { context: format!("locking {}", lock_path.display()), source })
+            }
         }
     }
 

@@ -10,7 +10,9 @@ use threadline_proto::opentelemetry::proto::common::v1::{
     AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
 };
 use threadline_proto::opentelemetry::proto::resource::v1::Resource;
-use threadline_proto::opentelemetry::proto::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
+use threadline_proto::opentelemetry::proto::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span,
+};
 
 /// Shape of a generated batch.
 #[derive(Debug, Clone, Copy)]
@@ -55,8 +57,11 @@ pub fn otlp_request(shape: Shape) -> ExportTraceServiceRequest {
             let spans = (0..shape.traces)
                 .map(|t| {
                     let start = base_time + (t as u64) * 1_000_000 + (svc as u64) * 10_000;
-                    let parent =
-                        if svc == 0 { Vec::new() } else { span_id(shape.seed, t, svc - 1).to_vec() };
+                    let parent = if svc == 0 {
+                        Vec::new()
+                    } else {
+                        span_id(shape.seed, t, svc - 1).to_vec()
+                    };
                     let links = if svc + 1 == shape.services && t > 0 {
                         vec![span::Link {
                             trace_id: trace_id(shape.seed, t - 1).to_vec(),

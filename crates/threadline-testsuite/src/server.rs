@@ -191,7 +191,10 @@ impl TestServer {
                 return Ok(line.clone());
             }
             if logs.closed {
-                bail!("server exited before logging {needle:?}; its log:\n{}", logs.lines.join("\n"));
+                bail!(
+                    "server exited before logging {needle:?}; its log:\n{}",
+                    logs.lines.join("\n")
+                );
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -203,7 +206,8 @@ impl TestServer {
 
     /// Sends a signal (`TERM`, `INT`, `KILL`) to the server.
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status()?;
+        let status =
+            Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -{name} failed");
         Ok(())
     }

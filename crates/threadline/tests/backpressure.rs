@@ -2,6 +2,8 @@
 //! `Retry-After` (HTTP) and `UNAVAILABLE` + `RetryInfo` (gRPC), the queue never holds more
 //! than its capacity, memory stays bounded, and every acknowledged span is readable after.
 
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -47,13 +49,17 @@ async fn a_flood_is_refused_with_retry_hints_and_every_acknowledged_span_is_kept
     let flooding = Arc::new(AtomicBool::new(true));
     let max_depth = Arc::new(AtomicU64::new(0));
     let watcher = {
-        let (flooding, max_depth, url) =
-            (Arc::clone(&flooding), Arc::clone(&max_depth), format!("{}/api/v1/status", server.api_url()));
+        let (flooding, max_depth, url) = (
+            Arc::clone(&flooding),
+            Arc::clone(&max_depth),
+            format!("{}/api/v1/status", server.api_url()),
+        );
         tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut samples = 0u64;
             while flooding.load(Ordering::Relaxed) {
-                let status: StatusResponse = client.get(&url).send().await.unwrap().json().await.unwrap();
+                let status: StatusResponse =
+                    client.get(&url).send().await.unwrap().json().await.unwrap();
                 assert_eq!(status.ingest.queue_capacity_spans, CAPACITY);
                 max_depth.fetch_max(status.ingest.queue_depth_spans, Ordering::Relaxed);
                 samples += 1;
@@ -96,7 +102,8 @@ async fn a_flood_is_refused_with_retry_hints_and_every_acknowledged_span_is_kept
     for client in 0..GRPC_CLIENTS {
         let url = server.otlp_grpc_url();
         tasks.push(tokio::spawn(async move {
-            let channel = tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+            let channel =
+                tonic::transport::Endpoint::from_shared(url).unwrap().connect().await.unwrap();
             let mut grpc = TraceServiceClient::new(channel);
             let mut outcome = Outcome::default();
             for batch in 0..BATCHES_PER_CLIENT {
@@ -107,7 +114,8 @@ async fn a_flood_is_refused_with_retry_hints_and_every_acknowledged_span_is_kept
                         assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
                         let details = rpc::Status::decode(status.details()).unwrap();
                         assert_eq!(details.details[0].type_url, rpc::RETRY_INFO_TYPE_URL);
-                        let retry = rpc::RetryInfo::decode(details.details[0].value.as_slice()).unwrap();
+                        let retry =
+                            rpc::RetryInfo::decode(details.details[0].value.as_slice()).unwrap();
                         assert_eq!(retry.retry_delay.unwrap().seconds, 2);
                         outcome.refused += 1;
                     }

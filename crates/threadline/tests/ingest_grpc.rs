@@ -1,6 +1,8 @@
 //! OTLP/gRPC receiver end to end: gzip-compressed exports read back intact, invalid spans are
 //! reported as partial success, undecodable messages get `INVALID_ARGUMENT`.
 
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use prost::Message as _;
 use threadline_api_types::TraceResponse;
 use threadline_proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceResponse;
@@ -28,7 +30,8 @@ async fn gzip_exports_read_back_intact() {
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
     let shape = Shape { traces: 30, services: 5, seed: 11 };
-    let response = client.export(generate::otlp_request(shape)).await.expect("exported").into_inner();
+    let response =
+        client.export(generate::otlp_request(shape)).await.expect("exported").into_inner();
     assert_eq!(response, ExportTraceServiceResponse { partial_success: None });
 
     for t in [0, 17, 29] {
@@ -95,7 +98,10 @@ impl Decoder for RawCodec {
     type Item = ExportTraceServiceResponse;
     type Error = tonic::Status;
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, tonic::Status> {
-        Ok(Some(ExportTraceServiceResponse::decode(buf).map_err(|e| tonic::Status::internal(e.to_string()))?))
+        Ok(Some(
+            ExportTraceServiceResponse::decode(buf)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?,
+        ))
     }
 }
 
@@ -110,13 +116,18 @@ async fn undecodable_messages_are_invalid_argument_and_the_server_keeps_serving(
     let path = http::uri::PathAndQuery::from_static(
         "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     );
-    let status = grpc
-        .unary(tonic::Request::new(truncated), path, RawCodec)
-        .await
-        .expect_err("refused");
+    let status =
+        grpc.unary(tonic::Request::new(truncated), path, RawCodec).await.expect_err("refused");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().starts_with("request is not valid protobuf: "), "{}", status.message());
+    assert!(
+        status.message().starts_with("request is not valid protobuf: "),
+        "{}",
+        status.message()
+    );
 
     let mut client = TraceServiceClient::new(channel);
-    client.export(generate::otlp_request(Shape { traces: 1, services: 1, seed: 14 })).await.expect("still serving");
+    client
+        .export(generate::otlp_request(Shape { traces: 1, services: 1, seed: 14 }))
+        .await
+        .expect("still serving");
 }

@@ -2,6 +2,8 @@
 //! out of `/api/v1/traces/{id}`, and every kind of bad input gets its exact status and message
 //! while the server keeps serving.
 
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
 use std::io::Write as _;
 
 use expect_test::{Expect, expect};
@@ -14,7 +16,12 @@ fn server() -> TestServer {
     TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).expect("server starts")
 }
 
-async fn post(url: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8>) -> (u16, String, Vec<u8>) {
+async fn post(
+    url: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, String, Vec<u8>) {
     let client = reqwest::Client::new();
     let mut request = client.post(url).header("content-type", content_type).body(body);
     if let Some(encoding) = encoding {
@@ -47,15 +54,23 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn the_shared_otlp_json_fixture_is_accepted_and_reads_back() {
     let server = server();
-    let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/otlp/trace.json"))
-        .expect("fixture exists");
+    let fixture = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/otlp/trace.json"
+    ))
+    .expect("fixture exists");
     let (status, content_type, body) =
         post(&server.otlp_http_url(), "application/json", None, fixture).await;
-    assert_eq!((status, content_type.as_str(), body.as_slice()), (200, "application/json", &b"{}"[..]));
+    assert_eq!(
+        (status, content_type.as_str(), body.as_slice()),
+        (200, "application/json", &b"{}"[..])
+    );
 
     let (status, body) = get_trace(&server, "5b8efff798038103d269b633813fc60c").await;
     assert_eq!(status, 200, "{body}");
-    let pretty = serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&body).unwrap()).unwrap();
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(&body).unwrap())
+            .unwrap();
     expect![[r#"
         {
           "spans": [
@@ -145,8 +160,14 @@ async fn assert_batch_reads_back(server: &TestServer, shape: Shape) {
         assert_eq!(value("sampled.ratio"), r#"{"doubleValue":0.25}"#);
         assert_eq!(value("retry"), r#"{"boolValue":false}"#);
         assert_eq!(value("payload"), r#"{"bytesValue":"AQID"}"#);
-        assert_eq!(value("tags"), r#"{"arrayValue":{"values":[{"stringValue":"a"},{"stringValue":"b"}]}}"#);
-        assert_eq!(value("nested"), r#"{"kvlistValue":{"values":[{"key":"inner","value":{"intValue":"-7"}}]}}"#);
+        assert_eq!(
+            value("tags"),
+            r#"{"arrayValue":{"values":[{"stringValue":"a"},{"stringValue":"b"}]}}"#
+        );
+        assert_eq!(
+            value("nested"),
+            r#"{"kvlistValue":{"values":[{"key":"inner","value":{"intValue":"-7"}}]}}"#
+        );
         if t > 0 {
             let last = trace.spans.last().unwrap();
             assert_eq!(last.links.len(), 1, "trace {trace_id}");
@@ -160,8 +181,13 @@ async fn protobuf_json_and_gzip_bodies_round_trip() {
     let server = server();
     let shape = |seed| Shape { traces: 20, services: 4, seed };
 
-    let (status, content_type, body) =
-        post(&server.otlp_http_url(), "application/x-protobuf", None, generate::otlp_protobuf(shape(1))).await;
+    let (status, content_type, body) = post(
+        &server.otlp_http_url(),
+        "application/x-protobuf",
+        None,
+        generate::otlp_protobuf(shape(1)),
+    )
+    .await;
     assert_eq!((status, content_type.as_str(), body.len()), (200, "application/x-protobuf", 0));
     assert_batch_reads_back(&server, shape(1)).await;
 
@@ -217,7 +243,8 @@ async fn bad(url: &str, content_type: &str, encoding: Option<&str>, body: Vec<u8
     let body = if content_type == "application/x-protobuf" && status == 200 {
         format!("{} bytes", body.len())
     } else if content_type == "application/x-protobuf" {
-        let status = threadline_proto::google::rpc::Status::decode(body.as_slice()).expect("rpc status");
+        let status =
+            threadline_proto::google::rpc::Status::decode(body.as_slice()).expect("rpc status");
         format!("rpc.Status{{code: {}, message: {:?}}}", status.code, status.message)
     } else {
         String::from_utf8_lossy(&body).into_owned()
@@ -255,7 +282,13 @@ async fn bad_input_gets_the_exact_status_and_message_and_the_server_keeps_servin
     ]}]}]});
 
     let results = vec![
-        bad(&url, "application/json", None, br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":5}]}]}]}"#.to_vec()).await,
+        bad(
+            &url,
+            "application/json",
+            None,
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":5}]}]}]}"#.to_vec(),
+        )
+        .await,
         bad(&url, "application/json", None, b"{not json".to_vec()).await,
         bad(&url, "application/x-protobuf", None, truncated).await,
         bad(&url, "application/x-protobuf", Some("gzip"), bomb).await,
@@ -267,7 +300,13 @@ async fn bad_input_gets_the_exact_status_and_message_and_the_server_keeps_servin
         bad(&url, "text/plain", None, b"hello".to_vec()).await,
         bad(&url, "application/json", Some("br"), b"{}".to_vec()).await,
         bad(&server.zipkin_url(), "application/json", None, br#"[{"traceId": 12}]"#.to_vec()).await,
-        bad(&server.zipkin_url(), "application/json", None, br#"[{"traceId":"zz","id":"1","timestamp":1}]"#.to_vec()).await,
+        bad(
+            &server.zipkin_url(),
+            "application/json",
+            None,
+            br#"[{"traceId":"zz","id":"1","timestamp":1}]"#.to_vec(),
+        )
+        .await,
         bad(&server.zipkin_url(), "application/x-thrift", None, b"x".to_vec()).await,
     ];
     check(
@@ -298,7 +337,10 @@ async fn bad_input_gets_the_exact_status_and_message_and_the_server_keeps_servin
     assert_eq!(health.status().as_u16(), 200);
 
     // Read-side errors use the API's error shape.
-    let results = vec![get_trace(&server, "xyz").await, get_trace(&server, "0102030405060708090a0b0c0d0e0f11").await];
+    let results = vec![
+        get_trace(&server, "xyz").await,
+        get_trace(&server, "0102030405060708090a0b0c0d0e0f11").await,
+    ];
     expect![[r#"
         [
             (
