@@ -13,7 +13,7 @@ pub const CONFIG_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading config file {path}: {source}")]
+    #[error("reading config file {path}")]
     Read {
         path: String,
         #[source]

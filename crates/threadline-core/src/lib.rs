@@ -4,6 +4,7 @@
 //! This crate does no IO, has no async code and no serialization format: wire formats live in
 //! `threadline-proto`, API shapes in `threadline-api-types`.
 
+pub mod error;
 pub mod id;
 pub mod span;
 pub mod value;

@@ -149,19 +149,10 @@ impl Span {
 /// Why a span from the wire is not accepted. The text names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpanError {
-    #[error("{field} {source}")]
-    Id {
-        field: &'static str,
-        #[source]
-        source: crate::id::IdError,
-    },
-    #[error("links[{index}].{field} {source}")]
-    LinkId {
-        index: usize,
-        field: &'static str,
-        #[source]
-        source: crate::id::IdError,
-    },
+    #[error("{field} {error}")]
+    Id { field: &'static str, error: crate::id::IdError },
+    #[error("links[{index}].{field} {error}")]
+    LinkId { index: usize, field: &'static str, error: crate::id::IdError },
     #[error("start_time_unix_nano is zero")]
     MissingStart,
     #[error("end_time_unix_nano ({end}) is before start_time_unix_nano ({start})")]

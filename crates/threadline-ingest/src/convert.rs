@@ -105,9 +105,9 @@ fn build_span(
     scope: &Arc<Scope>,
 ) -> Result<Span, SpanError> {
     let trace_id = TraceId::from_slice(&span.trace_id)
-        .map_err(|source| SpanError::Id { field: "trace_id", source })?;
+        .map_err(|error| SpanError::Id { field: "trace_id", error })?;
     let span_id = SpanId::from_slice(&span.span_id)
-        .map_err(|source| SpanError::Id { field: "span_id", source })?;
+        .map_err(|error| SpanError::Id { field: "span_id", error })?;
     let parent_span_id = parent_id(&span.parent_span_id)?;
     span::check_times(span.start_time_unix_nano, span.end_time_unix_nano)?;
     let kind = span_kind(span.kind)?;
@@ -160,20 +160,20 @@ fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
     }
     SpanId::from_slice(bytes)
         .map(Some)
-        .map_err(|source| SpanError::Id { field: "parent_span_id", source })
+        .map_err(|error| SpanError::Id { field: "parent_span_id", error })
 }
 
 fn convert_link(index: usize, link: pb::span::Link) -> Result<Link, SpanError> {
     Ok(Link {
-        trace_id: TraceId::from_slice(&link.trace_id).map_err(|source| SpanError::LinkId {
+        trace_id: TraceId::from_slice(&link.trace_id).map_err(|error| SpanError::LinkId {
             index,
             field: "trace_id",
-            source,
+            error,
         })?,
-        span_id: SpanId::from_slice(&link.span_id).map_err(|source| SpanError::LinkId {
+        span_id: SpanId::from_slice(&link.span_id).map_err(|error| SpanError::LinkId {
             index,
             field: "span_id",
-            source,
+            error,
         })?,
         trace_state: link.trace_state,
         attributes: key_values(link.attributes),

@@ -175,7 +175,7 @@ fn endpoint_attributes(
 
 /// Zipkin trace ids are 16 or 32 hex digits; shorter ids (leading zeros dropped) are padded.
 fn trace_id(text: &str) -> Result<TraceId, ZipkinError> {
-    let invalid = |source| ZipkinError::Span(SpanError::Id { field: "traceId", source });
+    let invalid = |error| ZipkinError::Span(SpanError::Id { field: "traceId", error });
     match text.len() {
         0..=16 => {
             let low = SpanId::from_hex(&format!("{text:0>16}")).map_err(invalid)?;
@@ -187,7 +187,7 @@ fn trace_id(text: &str) -> Result<TraceId, ZipkinError> {
 
 fn parse_span_id(text: &str, field: &'static str) -> Result<SpanId, ZipkinError> {
     let padded = if text.len() < 16 { format!("{text:0>16}") } else { text.to_owned() };
-    SpanId::from_hex(&padded).map_err(|source| ZipkinError::Span(SpanError::Id { field, source }))
+    SpanId::from_hex(&padded).map_err(|error| ZipkinError::Span(SpanError::Id { field, error }))
 }
 
 fn micros_to_nanos(micros: u64, field: &'static str) -> Result<u64, ZipkinError> {

@@ -44,8 +44,12 @@ struct ApiError {
 }
 
 impl ApiError {
-    fn internal(e: &impl std::fmt::Display) -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, code: "internal", message: e.to_string() }
+    fn internal(e: &(dyn std::error::Error + 'static)) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: threadline_core::error::chain(e),
+        }
     }
 }
 

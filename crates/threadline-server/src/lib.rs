@@ -29,7 +29,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("binding the {listener} listener to {addr}: {source}")]
+    #[error("binding the {listener} listener to {addr}")]
     Bind {
         listener: &'static str,
         addr: SocketAddr,
@@ -38,7 +38,7 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Storage(#[from] threadline_storage::StoreError),
-    #[error("starting the runtime: {0}")]
+    #[error("starting the runtime")]
     Runtime(#[source] std::io::Error),
     #[error("{listener} listener failed: {message}")]
     Serve { listener: &'static str, message: String },

@@ -12,8 +12,9 @@ pub async fn run(mut queue: QueueReceiver, store: Arc<dyn SpanStore>) -> u64 {
     while let Some(mut delivery) = queue.recv().await {
         let spans = delivery.take_spans();
         let result = store.append(spans).map_err(|e| {
-            tracing::error!(error = %e, "storing a batch failed");
-            e.to_string()
+            let message = threadline_core::error::chain(&e);
+            tracing::error!(error = %message, "storing a batch failed");
+            message
         });
         delivery.complete(result);
         batches += 1;

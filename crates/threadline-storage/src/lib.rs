@@ -11,7 +11,7 @@ use threadline_core::span::Span;
 /// A storage failure: what was being done, and the underlying cause.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

@@ -249,3 +249,39 @@ impl Drop for TestServer {
 fn unspecified() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 0))
 }
+
+/// Runs the binary with `args` until it exits (at most `timeout`), returning its exit code and
+/// stderr: for start-up failures and one-shot commands.
+pub fn run_to_exit(
+    bin: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<(Option<i32>, String)> {
+    let mut command = Command::new(bin);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn()?;
+    let mut stderr = child.stderr.take().context("stderr is piped")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{} {args:?} did not exit within {timeout:?}", bin.display());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let text = reader.join().map_err(|_| anyhow::anyhow!("stderr reader panicked"))?;
+    Ok((status.code(), text))
+}

@@ -70,8 +70,9 @@ fn main() -> ExitCode {
             match threadline_server::run(&settings) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!(error = %e, "threadline stopped with an error");
-                    report(&anyhow::Error::new(e));
+                    let e = anyhow::Error::new(e);
+                    tracing::error!(error = format!("{e:#}"), "threadline stopped with an error");
+                    report(&e);
                     ExitCode::FAILURE
                 }
             }
