@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs what it needs (each step skips what is
+# already there), then runs the format check, clippy with warnings as errors, and every test.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+step() { printf '\n==> %s\n' "$*"; }
+
+NEXTEST_VERSION=0.9.143
+TOOLCHAIN=1.95.0
+
+step "toolchain $TOOLCHAIN"
+# rust-toolchain.toml pins $TOOLCHAIN; when rustup knows the installed stable only as "stable",
+# register it under its version instead of letting rustup try to download it.
+if ! rustup toolchain list | grep -q "^$TOOLCHAIN"; then
+  if rustc +stable --version | grep -q "^rustc $TOOLCHAIN "; then
+    rustup toolchain link "$TOOLCHAIN" "$(rustc +stable --print sysroot)"
+  fi
+fi
+rustc --version
+
+step "cargo-nextest"
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --version "$NEXTEST_VERSION" --locked
+fi
+cargo nextest --version | head -n 1
+
+step "python venv for the OpenTelemetry SDK interop tests"
+requirements=tests/interop/requirements.txt
+stamp=.venv/.requirements.sha256
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  if ! python3 -m venv .venv; then
+    apt-get update -qq && apt-get install -y -qq python3-venv python3-pip
+    python3 -m venv .venv
+  fi
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$stamp"
+fi
+export THREADLINE_TEST_PYTHON="$root/.venv/bin/python"
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+profile=default
+if [ "${CI:-}" = "true" ]; then profile=ci; fi
+cargo nextest run --workspace --locked --profile "$profile"
