@@ -48,7 +48,9 @@ fn dependencies_point_down_only() {
                 Some(&dep_layer) => violations.push(format!(
                     "{name} (layer {layer}) depends on {dep_name} (layer {dep_layer})"
                 )),
-                None => violations.push(format!("{name} depends on {dep_name}, which is test-only")),
+                None => {
+                    violations.push(format!("{name} depends on {dep_name}, which is test-only"));
+                }
             }
         }
     }

@@ -97,7 +97,8 @@ async fn check_round_trip(server: &TestServer, recorded: &[Value]) {
             traces.insert(trace_id.clone(), by_id);
         }
         let span_id = expected["spanId"].as_str().unwrap();
-        let actual = traces[&trace_id].get(span_id).unwrap_or_else(|| panic!("span {span_id} missing"));
+        let actual =
+            traces[&trace_id].get(span_id).unwrap_or_else(|| panic!("span {span_id} missing"));
         assert_eq!(actual, expected, "span {span_id} differs");
         *kinds.entry(expected["kind"].as_str().unwrap().to_owned()).or_insert(0) += 1;
     }
@@ -110,7 +111,8 @@ async fn check_round_trip(server: &TestServer, recorded: &[Value]) {
 async fn grpc_exporter_spans_round_trip() {
     let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
     let endpoint = server.otlp_grpc_url();
-    let recorded = tokio::task::spawn_blocking(move || export_with_sdk("grpc", &endpoint)).await.unwrap();
+    let recorded =
+        tokio::task::spawn_blocking(move || export_with_sdk("grpc", &endpoint)).await.unwrap();
     check_round_trip(&server, &recorded).await;
 }
 
@@ -118,6 +120,7 @@ async fn grpc_exporter_spans_round_trip() {
 async fn http_protobuf_exporter_spans_round_trip() {
     let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
     let endpoint = server.otlp_http_url();
-    let recorded = tokio::task::spawn_blocking(move || export_with_sdk("http", &endpoint)).await.unwrap();
+    let recorded =
+        tokio::task::spawn_blocking(move || export_with_sdk("http", &endpoint)).await.unwrap();
     check_round_trip(&server, &recorded).await;
 }
