@@ -14,6 +14,22 @@ use tonic::{Request, Response, Status};
 use crate::Receivers;
 use crate::convert;
 
+/// tonic answers a message larger than `max_decoding_message_size` with `OUT_OF_RANGE`, a code
+/// OTLP clients must retry, though the same message can never fit. Applied as a response layer
+/// on the gRPC listener, this turns it into `RESOURCE_EXHAUSTED` without `RetryInfo`, which the
+/// OTLP specification makes non-retryable. Threadline itself never answers `OUT_OF_RANGE`.
+pub fn oversize_is_not_retryable<B>(mut response: http::Response<B>) -> http::Response<B> {
+    const STATUS: &str = "grpc-status";
+    let out_of_range = (tonic::Code::OutOfRange as i32).to_string();
+    if response.headers().get(STATUS).is_some_and(|v| v.as_bytes() == out_of_range.as_bytes()) {
+        let exhausted = (tonic::Code::ResourceExhausted as i32).to_string();
+        if let Ok(value) = http::HeaderValue::from_str(&exhausted) {
+            response.headers_mut().insert(STATUS, value);
+        }
+    }
+    response
+}
+
 #[derive(Debug, Clone)]
 pub struct OtlpGrpc {
     receivers: Receivers,

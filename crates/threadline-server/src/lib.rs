@@ -114,6 +114,9 @@ impl Server {
             "otlp_grpc",
             tokio::spawn(async move {
                 tonic::transport::Server::builder()
+                    .layer(tower::util::MapResponseLayer::new(
+                        threadline_ingest::grpc::oversize_is_not_retryable::<tonic::body::Body>,
+                    ))
                     .add_service(grpc_service)
                     .serve_with_incoming_shutdown(
                         tonic::transport::server::TcpIncoming::from(otlp_grpc),

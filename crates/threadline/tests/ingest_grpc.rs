@@ -131,3 +131,51 @@ async fn undecodable_messages_are_invalid_argument_and_the_server_keeps_serving(
         .await
         .expect("still serving");
 }
+
+#[tokio::test]
+async fn oversized_and_bomb_messages_are_refused_as_not_retryable() {
+    let server = TestServer::start_with(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        threadline_testsuite::server::Options {
+            config: Some(
+                "version = 1\n[ingest]\nmax_request_bytes = 100000\nmax_decompressed_bytes = 200000\n"
+                    .into(),
+            ),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut request = generate::otlp_request(Shape { traces: 1, services: 1, seed: 15 });
+    let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+    span.attributes.push(threadline_proto::opentelemetry::proto::common::v1::KeyValue {
+        key: "blob".into(),
+        value: Some(threadline_proto::opentelemetry::proto::common::v1::AnyValue {
+            value: Some(
+                threadline_proto::opentelemetry::proto::common::v1::any_value::Value::StringValue(
+                    "a".repeat(1_000_000),
+                ),
+            ),
+        }),
+    });
+
+    let mut plain = TraceServiceClient::new(channel(&server).await);
+    let status = plain.export(request.clone()).await.expect_err("too large");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("decoded message length too large"), "{}", status.message());
+
+    // Compressed, the same message is small on the wire but decompresses past the limit.
+    let mut compressed =
+        TraceServiceClient::new(channel(&server).await).send_compressed(CompressionEncoding::Gzip);
+    let status = compressed.export(request).await.expect_err("too large once decompressed");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("size limit, of 200000 bytes, exceeded"),
+        "{}",
+        status.message()
+    );
+
+    plain
+        .export(generate::otlp_request(Shape { traces: 1, services: 1, seed: 16 }))
+        .await
+        .expect("still serving");
+}
