@@ -335,11 +335,11 @@ impl Visitor<'_> for EnumVisitor {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<i32, E> {
-        i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", self.what)))
+        IntVisitor::new(self.what).visit_i64(v)
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<i32, E> {
-        i32::try_from(v).map_err(|_| E::custom(format!("{v} is out of range for {}", self.what)))
+        IntVisitor::new(self.what).visit_u64(v)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<i32, E> {

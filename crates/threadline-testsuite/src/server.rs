@@ -15,6 +15,18 @@ use anyhow::{Context as _, bail};
 /// How long a server may take to report that it is ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Arguments that put every listener on a free loopback port.
+pub const LOOPBACK_ANY_PORT: &[&str] = &[
+    "--otlp-grpc",
+    "127.0.0.1:0",
+    "--otlp-http",
+    "127.0.0.1:0",
+    "--zipkin",
+    "127.0.0.1:0",
+    "--api",
+    "127.0.0.1:0",
+];
+
 /// A fresh directory under the system temp dir, removed on drop.
 #[derive(Debug)]
 pub struct TempDir(PathBuf);
@@ -93,8 +105,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(data_dir.path().join("data"))
             .args(["--log-format", "json", "--log", "info"])
-            .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-            .args(["--zipkin", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+            .args(LOOPBACK_ANY_PORT)
             .args(&options.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -166,6 +177,19 @@ impl TestServer {
 
     pub fn otlp_grpc_url(&self) -> String {
         format!("http://{}", self.addrs.otlp_grpc)
+    }
+
+    /// `GET` on the HTTP API: status and body.
+    pub async fn api_get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        let response = reqwest::get(format!("{}{path}", self.api_url())).await?;
+        Ok((response.status().as_u16(), response.text().await?))
+    }
+
+    /// `GET` on the HTTP API, expecting 200 and a JSON body of type `T`.
+    pub async fn api_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let (status, body) = self.api_get(path).await?;
+        anyhow::ensure!(status == 200, "GET {path}: {status} {body}");
+        serde_json::from_str(&body).with_context(|| format!("GET {path}: {body}"))
     }
 
     pub fn pid(&self) -> u32 {

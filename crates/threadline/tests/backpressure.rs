@@ -148,28 +148,16 @@ async fn a_flood_is_refused_with_retry_hints_and_every_acknowledged_span_is_kept
     assert!(peak_rss_mib < 512, "peak RSS {peak_rss_mib} MiB");
 
     // Exactly the acknowledged spans were stored: nothing refused slipped in, nothing was lost.
-    let status: StatusResponse = reqwest::get(format!("{}/api/v1/status", server.api_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: StatusResponse = server.api_json("/api/v1/status").await.unwrap();
     assert_eq!(status.store.evicted_spans, 0);
     assert_eq!(status.store.spans, acked.len() as u64 * 1000);
     assert_eq!(status.ingest.accepted_spans, acked.len() as u64 * 1000);
     assert_eq!(status.ingest.refused_requests, refused);
-    let client = reqwest::Client::new();
     for seed in acked {
         for t in [0, 124, 249] {
             let trace_id = hex::encode(generate::trace_id(seed, t));
-            let trace: TraceResponse = client
-                .get(format!("{}/api/v1/traces/{trace_id}", server.api_url()))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let trace: TraceResponse =
+                server.api_json(&format!("/api/v1/traces/{trace_id}")).await.unwrap();
             assert_eq!(trace.spans.len(), 4, "batch {seed} trace {t}");
         }
     }

@@ -37,12 +37,7 @@ async fn gzip_exports_read_back_intact() {
     for t in [0, 17, 29] {
         let trace_id = hex::encode(generate::trace_id(shape.seed, t));
         let trace: TraceResponse =
-            reqwest::get(format!("{}/api/v1/traces/{trace_id}", server.api_url()))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            server.api_json(&format!("/api/v1/traces/{trace_id}")).await.unwrap();
         assert_eq!(trace.spans.len(), 5);
         assert_eq!(trace.spans[4].links.len(), usize::from(t > 0));
         assert_eq!(trace.spans[0].resource.attributes[0].key, "service.name");

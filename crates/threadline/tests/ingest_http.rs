@@ -39,10 +39,7 @@ async fn post(
 }
 
 async fn get_trace(server: &TestServer, trace_id: &str) -> (u16, String) {
-    let response = reqwest::get(format!("{}/api/v1/traces/{trace_id}", server.api_url()))
-        .await
-        .expect("answered");
-    (response.status().as_u16(), response.text().await.expect("body"))
+    server.api_get(&format!("/api/v1/traces/{trace_id}")).await.unwrap()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -131,12 +128,7 @@ async fn the_shared_otlp_json_fixture_is_accepted_and_reads_back() {
         }"#]]
     .assert_eq(&pretty);
 
-    let services: ServicesResponse = reqwest::get(format!("{}/api/v1/services", server.api_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: ServicesResponse = server.api_json("/api/v1/services").await.unwrap();
     assert_eq!(services.services, vec!["my.service".to_owned()]);
 }
 
@@ -202,12 +194,7 @@ async fn protobuf_json_and_gzip_bodies_round_trip() {
     assert_eq!(status, 200);
     assert_batch_reads_back(&server, shape(3)).await;
 
-    let services: ServicesResponse = reqwest::get(format!("{}/api/v1/services", server.api_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let services: ServicesResponse = server.api_json("/api/v1/services").await.unwrap();
     assert_eq!(services.services, ["service-0", "service-1", "service-2", "service-3"]);
 }
 
@@ -333,8 +320,7 @@ async fn bad_input_gets_the_exact_status_and_message_and_the_server_keeps_servin
     assert_eq!(status, 200);
     let (status, _, _) = post(&url, "application/x-protobuf", None, valid).await;
     assert_eq!(status, 200);
-    let health = reqwest::get(format!("{}/healthz", server.api_url())).await.unwrap();
-    assert_eq!(health.status().as_u16(), 200);
+    assert_eq!(server.api_get("/healthz").await.unwrap().0, 200);
 
     // Read-side errors use the API's error shape.
     let results = vec![

@@ -80,19 +80,13 @@ fn comparable(span: &SpanView) -> Value {
 
 async fn check_round_trip(server: &TestServer, recorded: &[Value]) {
     assert_eq!(recorded.len(), FLOWS * 7);
-    let client = reqwest::Client::new();
     let mut traces: HashMap<String, HashMap<String, Value>> = HashMap::new();
     let mut kinds = HashMap::new();
     for expected in recorded {
         let trace_id = expected["traceId"].as_str().unwrap().to_owned();
         if !traces.contains_key(&trace_id) {
-            let response = client
-                .get(format!("{}/api/v1/traces/{trace_id}", server.api_url()))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 200, "trace {trace_id}");
-            let trace: TraceResponse = response.json().await.unwrap();
+            let trace: TraceResponse =
+                server.api_json(&format!("/api/v1/traces/{trace_id}")).await.unwrap();
             let by_id = trace.spans.iter().map(|s| (s.span_id.clone(), comparable(s))).collect();
             traces.insert(trace_id.clone(), by_id);
         }

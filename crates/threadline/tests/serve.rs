@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use threadline_testsuite::generate::{self, Shape};
-use threadline_testsuite::server::{Options, TempDir, TestServer, run_to_exit};
+use threadline_testsuite::server::{LOOPBACK_ANY_PORT, TempDir, TestServer, run_to_exit};
 
 fn bin() -> &'static Path {
     env!("CARGO_BIN_EXE_threadline").as_ref()
@@ -19,15 +19,14 @@ fn bin() -> &'static Path {
 async fn probes_answer() {
     let server = TestServer::start(bin()).unwrap();
     for (path, body) in [("/healthz", r#"{"status":"ok"}"#), ("/readyz", r#"{"status":"ready"}"#)] {
-        let response = reqwest::get(format!("{}{path}", server.api_url())).await.unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        assert_eq!(response.text().await.unwrap(), body);
+        assert_eq!(server.api_get(path).await.unwrap(), (200, body.to_owned()));
     }
-    let response = reqwest::get(format!("{}/api/v1/nothing", server.api_url())).await.unwrap();
-    assert_eq!(response.status().as_u16(), 404);
     assert_eq!(
-        response.text().await.unwrap(),
-        r#"{"error":{"code":"not_found","message":"no route for /api/v1/nothing"}}"#
+        server.api_get("/api/v1/nothing").await.unwrap(),
+        (
+            404,
+            r#"{"error":{"code":"not_found","message":"no route for /api/v1/nothing"}}"#.to_owned()
+        )
     );
 }
 
@@ -103,22 +102,6 @@ async fn sigint_under_load_drains_and_exits_cleanly() {
     shutdown_under_load("INT").await;
 }
 
-/// The data directory a server reports in its ready line.
-fn ready_data_dir(args: &[&str], env: &[(&str, &str)]) -> String {
-    let server = TestServer::start_with(
-        bin(),
-        Options {
-            args: args.iter().map(|s| (*s).to_owned()).collect(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let line = server.wait_for_log("threadline is ready", Duration::from_secs(5)).unwrap();
-    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
-    event["data_dir"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn flags_override_env_which_overrides_the_config_file() {
     let dir = TempDir::new("precedence").unwrap();
@@ -132,8 +115,7 @@ fn flags_override_env_which_overrides_the_config_file() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    // The harness passes its own --data-dir; later flags win, as for any repeated clap option
-    // they would not, so each case passes the config through the environment or a flag.
+    // Started directly rather than through the harness, which always passes --data-dir.
     let file_only = run_and_read_ready(&["--config", config], &[]);
     assert_eq!(file_only, from_file.display().to_string());
     let env_over_file = run_and_read_ready(
@@ -149,7 +131,6 @@ fn flags_override_env_which_overrides_the_config_file() {
     // The config file itself can come from the environment.
     let config_from_env = run_and_read_ready(&[], &[("THREADLINE_CONFIG", config)]);
     assert_eq!(config_from_env, from_file.display().to_string());
-    let _ = ready_data_dir;
 }
 
 /// Starts `serve` with only the given settings (plus loopback port 0 everywhere), returns the
@@ -159,16 +140,7 @@ fn run_and_read_ready(args: &[&str], env: &[(&str, &str)]) -> String {
     let mut command = std::process::Command::new(bin());
     command
         .args(["serve", "--log-format", "json"])
-        .args([
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--zipkin",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ])
+        .args(LOOPBACK_ANY_PORT)
         .args(args)
         .env_remove("THREADLINE_DATA_DIR")
         .env_remove("THREADLINE_CONFIG")
@@ -232,25 +204,8 @@ fn a_bad_config_file_is_refused_naming_the_line() {
 fn a_busy_data_dir_or_address_is_a_clear_start_up_error() {
     let server = TestServer::start(bin()).unwrap();
     let data_dir = server.data_dir();
-    let (code, stderr) = run_to_exit(
-        bin(),
-        &[
-            "serve",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--zipkin",
-            "127.0.0.1:0",
-            "--api",
-            "127.0.0.1:0",
-        ],
-        &[],
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let args = [&["serve", "--data-dir", data_dir.to_str().unwrap()], LOOPBACK_ANY_PORT].concat();
+    let (code, stderr) = run_to_exit(bin(), &args, &[], Duration::from_secs(10)).unwrap();
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains(&format!(
@@ -262,25 +217,15 @@ fn a_busy_data_dir_or_address_is_a_clear_start_up_error() {
 
     let other = TempDir::new("busyaddr").unwrap();
     let api = server.addrs.api.to_string();
-    let (code, stderr) = run_to_exit(
-        bin(),
-        &[
-            "serve",
-            "--data-dir",
-            other.path().to_str().unwrap(),
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--zipkin",
-            "127.0.0.1:0",
-            "--api",
-            &api,
-        ],
-        &[],
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    // Every listener on a free port but the API, on the busy address.
+    let ingest_any_port = &LOOPBACK_ANY_PORT[..6];
+    let args = [
+        &["serve", "--data-dir", other.path().to_str().unwrap()],
+        ingest_any_port,
+        &["--api", &api],
+    ]
+    .concat();
+    let (code, stderr) = run_to_exit(bin(), &args, &[], Duration::from_secs(10)).unwrap();
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains(&format!("binding the api listener to {api}: Address already in use")),
