@@ -149,13 +149,24 @@ pub fn otlp_protobuf(shape: Shape) -> Vec<u8> {
     otlp_request(shape).encode_to_vec()
 }
 
-/// The request in the OTLP/HTTP JSON encoding (hex ids, 64-bit integers as strings).
+/// The request in the OTLP/HTTP JSON encoding (hex ids, 64-bit integers as strings), with
+/// every field the protobuf form carries.
 pub fn otlp_json(request: &ExportTraceServiceRequest) -> Value {
     json!({
         "resourceSpans": request.resource_spans.iter().map(|rs| json!({
-            "resource": { "attributes": rs.resource.as_ref().map(|r| key_values(&r.attributes)).unwrap_or_default() },
+            "resource": rs.resource.as_ref().map(|r| json!({
+                "attributes": key_values(&r.attributes),
+                "droppedAttributesCount": r.dropped_attributes_count,
+            })),
+            "schemaUrl": rs.schema_url,
             "scopeSpans": rs.scope_spans.iter().map(|ss| json!({
-                "scope": ss.scope.as_ref().map(|sc| json!({"name": sc.name, "version": sc.version})),
+                "scope": ss.scope.as_ref().map(|sc| json!({
+                    "name": sc.name,
+                    "version": sc.version,
+                    "attributes": key_values(&sc.attributes),
+                    "droppedAttributesCount": sc.dropped_attributes_count,
+                })),
+                "schemaUrl": ss.schema_url,
                 "spans": ss.spans.iter().map(span_json).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>()
@@ -166,22 +177,31 @@ fn span_json(span: &Span) -> Value {
     json!({
         "traceId": hex::encode(&span.trace_id),
         "spanId": hex::encode(&span.span_id),
+        "traceState": span.trace_state,
         "parentSpanId": hex::encode(&span.parent_span_id),
+        "flags": span.flags,
         "name": span.name,
         "kind": span.kind,
         "startTimeUnixNano": span.start_time_unix_nano.to_string(),
         "endTimeUnixNano": span.end_time_unix_nano.to_string(),
         "attributes": key_values(&span.attributes),
+        "droppedAttributesCount": span.dropped_attributes_count,
         "events": span.events.iter().map(|e| json!({
             "timeUnixNano": e.time_unix_nano.to_string(),
             "name": e.name,
             "attributes": key_values(&e.attributes),
+            "droppedAttributesCount": e.dropped_attributes_count,
         })).collect::<Vec<_>>(),
+        "droppedEventsCount": span.dropped_events_count,
         "links": span.links.iter().map(|l| json!({
             "traceId": hex::encode(&l.trace_id),
             "spanId": hex::encode(&l.span_id),
+            "traceState": l.trace_state,
             "attributes": key_values(&l.attributes),
+            "droppedAttributesCount": l.dropped_attributes_count,
+            "flags": l.flags,
         })).collect::<Vec<_>>(),
+        "droppedLinksCount": span.dropped_links_count,
         "status": span.status.as_ref().map(|st| json!({"code": st.code, "message": st.message})),
     })
 }
