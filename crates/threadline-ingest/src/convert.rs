@@ -38,6 +38,11 @@ impl Rejections {
         }
     }
 
+    /// The first reason recorded, for logs.
+    pub fn first_reason(&self) -> &str {
+        self.reasons.first().map_or("", String::as_str)
+    }
+
     /// The partial-success message: how many were rejected and why.
     pub fn message(&self, total: usize) -> String {
         let mut message =

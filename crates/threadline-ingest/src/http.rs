@@ -136,8 +136,9 @@ async fn accept_zipkin(
 /// A slot among `max_concurrent_requests`, taken before the body is read.
 fn request_slot(receivers: &Receivers) -> Result<tokio::sync::SemaphorePermit<'_>, IngestError> {
     receivers.concurrency.try_acquire().map_err(|_| {
-        crate::IngestStats::add(&receivers.stats.refused_requests, 1);
-        IngestError::Busy { retry_after: receivers.limits.retry_after }
+        let error = IngestError::Busy { retry_after: receivers.limits.retry_after };
+        receivers.refused(&error);
+        error
     })
 }
 
