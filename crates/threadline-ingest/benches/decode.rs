@@ -17,8 +17,15 @@ use threadline_ingest::zipkin::convert_zipkin;
 use threadline_proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
 use threadline_testsuite::generate::{self, Shape};
 
+/// The allocator of the `threadline` binary, so the figures are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SHAPE: Shape = Shape { traces: 100, services: 10, seed: 7 };
-const MEASURE: Duration = Duration::from_secs(3);
+/// Paths are measured in interleaved slices, so that noise from the machine falls on all of
+/// them alike; ratios are taken per round and the median reported.
+const ROUNDS: usize = 10;
+const SLICE: Duration = Duration::from_millis(300);
 
 fn main() {
     let spans = generate::span_count(SHAPE);
@@ -27,12 +34,13 @@ fn main() {
     let json = generate::otlp_json(&request).to_string().into_bytes();
     let zipkin = generate::zipkin_json(SHAPE).to_string().into_bytes();
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let (queue, mut rx) = span_queue(1 << 20, Duration::from_secs(1));
+    let (queue, rx) = span_queue(1 << 20, Duration::from_secs(1));
+    let rx = std::cell::RefCell::new(rx);
 
-    let mut hand_off = |decoded: Decoded| {
+    let hand_off = |decoded: Decoded| {
         assert_eq!(decoded.spans.len(), spans);
         let ack = queue.submit(decoded.spans).expect("queue has room");
-        let mut delivery = rx.try_recv().expect("queued");
+        let mut delivery = rx.borrow_mut().try_recv().expect("queued");
         drop(delivery.take_spans());
         delivery.complete(Ok(()));
         runtime.block_on(ack).expect("acknowledged");
@@ -44,39 +52,66 @@ fn main() {
         json.len(),
         zipkin.len()
     );
-    let baseline = measure("prost decode only (baseline)", spans, || {
-        drop(ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes"));
-    });
-    let results = [
-        measure("OTLP protobuf: decode + validate + hand-off", spans, || {
-            hand_off(convert_otlp(
-                body::decode_otlp(&protobuf, Encoding::Protobuf).expect("decodes"),
-            ));
-        }),
-        measure("OTLP JSON: decode + validate + hand-off", spans, || {
-            hand_off(convert_otlp(body::decode_otlp(&json, Encoding::Json).expect("decodes")));
-        }),
-        measure("Zipkin v2 JSON: decode + validate + hand-off", spans, || {
-            hand_off(convert_zipkin(body::decode_zipkin(&zipkin).expect("decodes")));
-        }),
+    let mut paths: Vec<Path<'_>> = vec![
+        (
+            "prost decode only (baseline)",
+            Box::new(|| {
+                drop(ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes"))
+            }),
+        ),
+        (
+            "OTLP protobuf: decode + validate + hand-off",
+            Box::new(|| {
+                hand_off(convert_otlp(
+                    body::decode_otlp(&protobuf, Encoding::Protobuf).expect("decodes"),
+                ));
+            }),
+        ),
+        (
+            "OTLP JSON: decode + validate + hand-off",
+            Box::new(|| {
+                hand_off(convert_otlp(body::decode_otlp(&json, Encoding::Json).expect("decodes")));
+            }),
+        ),
+        (
+            "Zipkin v2 JSON: decode + validate + hand-off",
+            Box::new(|| hand_off(convert_zipkin(body::decode_zipkin(&zipkin).expect("decodes")))),
+        ),
     ];
-    for (name, rate) in results {
-        println!("{name:<48} {:>12.0} spans/s  ({:.2}x baseline)", rate, rate / baseline.1);
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, run)) in paths.iter_mut().enumerate() {
+            rates[i].push(measure(spans, run));
+        }
+    }
+    for (i, (name, _)) in paths.iter().enumerate() {
+        let ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, b)| r / b).collect();
+        println!(
+            "{name:<48} {:>10.0} spans/s median  ({:.2}x baseline)",
+            median(&rates[i]),
+            median(&ratios)
+        );
     }
 }
 
-fn measure(name: &'static str, spans: usize, mut run: impl FnMut()) -> (&'static str, f64) {
-    for _ in 0..20 {
-        run();
-    }
+/// A named path through the ingest code, run once per call.
+type Path<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+fn measure(spans: usize, run: &mut dyn FnMut()) -> f64 {
+    run();
     let start = Instant::now();
     let mut batches = 0u64;
-    while start.elapsed() < MEASURE {
+    while start.elapsed() < SLICE {
         run();
         batches += 1;
     }
     #[allow(clippy::cast_precision_loss, reason = "a rate")]
     let rate = (batches * spans as u64) as f64 / start.elapsed().as_secs_f64();
-    println!("{name:<48} {rate:>12.0} spans/s");
-    (name, rate)
+    rate
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }

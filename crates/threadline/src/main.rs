@@ -11,6 +11,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use threadline_config::{Config, LogFormat};
 
+/// Decoding allocates every string of every span; mimalloc takes about a quarter off the cost
+/// of the ingest path (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "threadline", version, about = "Follow every distributed process, live")]
 struct Cli {
