@@ -56,7 +56,7 @@ fn main() {
         (
             "prost decode only (baseline)",
             Box::new(|| {
-                drop(ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes"))
+                drop(ExportTraceServiceRequest::decode(protobuf.as_slice()).expect("decodes"));
             }),
         ),
         (
