@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("threadline-proto", 0),
     ("threadline-api-types", 1),
     ("threadline-config", 1),
+    ("threadline-engine", 2),
     ("threadline-storage", 2),
     ("threadline-ingest", 3),
     ("threadline-server", 4),

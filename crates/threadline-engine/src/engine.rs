@@ -1,0 +1,774 @@
+//! One shard of the process engine. See the crate documentation for the model; the rules are
+//! in `docs/engine.md`.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use threadline_core::id::TraceId;
+use threadline_core::span::{Span, StatusCode};
+use threadline_core::value::AnyValue;
+
+use crate::config::{EngineConfig, TypePolicy};
+use crate::event::{Event, EventKind};
+use crate::keys;
+use crate::messaging::{self, Role};
+use crate::process::{
+    Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, STARTED, STUCK, State, TRUNCATED,
+    fingerprint,
+};
+use crate::timers::Timers;
+
+/// Most span fingerprints kept per process; past it the process is marked truncated and
+/// completes by quiescence.
+const MAX_SPANS_TRACKED: usize = 100_000;
+
+/// Strings interned to small ids (services, operations, groups, channels, types, keys).
+#[derive(Debug, Default)]
+struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        let mut interner = Self::default();
+        interner.intern("");
+        interner
+    }
+
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |n| n)
+    }
+}
+
+#[derive(Debug)]
+struct ChannelState {
+    system: u32,
+    destination: u32,
+    /// Consumer groups known to subscribe, learned or declared, in order of discovery.
+    subscribers: Vec<u32>,
+    dead_letter: bool,
+}
+
+/// Where a running process waits now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// A message on a channel not yet processed by a consumer group.
+    Message { system: String, destination: String, group: String, since: u64 },
+    /// Spans whose parent has not been seen (an operation still running, or not instrumented).
+    MissingParent { count: usize },
+    /// The root span of the process has not been seen yet.
+    Root,
+}
+
+/// A read-only view of one process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessView {
+    pub id: TraceId,
+    pub process_type: String,
+    pub state: State,
+    pub mode: Option<Mode>,
+    pub stuck: bool,
+    pub sla_breached: bool,
+    pub start_nanos: u64,
+    pub end_nanos: u64,
+    pub first_seen: u64,
+    pub last_activity: u64,
+    pub spans: u32,
+    pub error_spans: u32,
+    /// The process's own trace first, then the traces that joined it.
+    pub traces: Vec<TraceId>,
+    pub keys: Vec<(String, String)>,
+    pub waiting_for: Vec<Waiting>,
+    pub failure: Option<String>,
+}
+
+/// Counters of the shard, for status and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineStats {
+    pub processes: usize,
+    pub running: usize,
+    pub timers: usize,
+    pub spans: u64,
+    /// Processes not tracked because `max_in_flight` was reached.
+    pub untracked_processes: u64,
+}
+
+/// One shard of the process engine.
+#[derive(Debug)]
+pub struct Engine {
+    config: EngineConfig,
+    policies: HashMap<u32, TypePolicy>,
+    slots: Vec<Option<Process>>,
+    free: Vec<u32>,
+    generations: Vec<u32>,
+    by_trace: HashMap<TraceId, u32>,
+    by_key: HashMap<u64, Vec<u32>>,
+    timers: Timers,
+    channels: Vec<ChannelState>,
+    channel_ids: HashMap<(u32, u32), u32>,
+    strings: Interner,
+    events: Vec<Event>,
+    now: u64,
+    running: usize,
+    spans: u64,
+    untracked: u64,
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Self {
+        Self {
+            config,
+            policies: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            generations: Vec::new(),
+            by_trace: HashMap::new(),
+            by_key: HashMap::new(),
+            timers: Timers::default(),
+            channels: Vec::new(),
+            channel_ids: HashMap::new(),
+            strings: Interner::new(),
+            events: Vec::new(),
+            now: 0,
+            running: 0,
+            spans: 0,
+            untracked: 0,
+        }
+    }
+
+    /// Sets the policy of a process type (by its name).
+    pub fn set_policy(&mut self, process_type: &str, policy: TypePolicy) {
+        let id = self.strings.intern(process_type);
+        self.policies.insert(id, policy);
+    }
+
+    /// Declares the consumer groups subscribed to a channel (as a spec does), in addition to
+    /// those learned from telemetry.
+    pub fn declare_subscribers(&mut self, system: &str, destination: &str, groups: &[&str]) {
+        let channel = self.channel(system, destination);
+        for group in groups {
+            let group = self.strings.intern(group);
+            let subscribers = &mut self.channels[channel as usize].subscribers;
+            if !subscribers.contains(&group) {
+                subscribers.push(group);
+            }
+        }
+    }
+
+    /// Events produced since the last call, in order of occurrence.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// When the next timer is due, for a driver that sleeps until then.
+    pub fn next_wake(&self) -> Option<u64> {
+        self.timers.next_due()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            processes: self.slots.len() - self.free.len(),
+            running: self.running,
+            timers: self.timers.len(),
+            spans: self.spans,
+            untracked_processes: self.untracked,
+        }
+    }
+
+    /// Fires every timer due at or before `now`, each at its own due time.
+    pub fn advance(&mut self, now: u64) {
+        while let Some(wake) = self.timers.pop_due(now) {
+            self.now = self.now.max(wake.at);
+            let Some(Some(process)) = self.slots.get_mut(wake.slot as usize) else { continue };
+            if process.generation != wake.generation || process.armed != wake.at {
+                continue;
+            }
+            process.armed = u64::MAX;
+            self.evaluate(wake.slot, wake.at);
+        }
+        self.now = self.now.max(now);
+    }
+
+    /// Takes one span in at engine time `now`.
+    pub fn ingest(&mut self, span: &Span, now: u64) {
+        self.advance(now);
+        self.spans += 1;
+        let trace_slot = self.by_trace.get(&span.trace_id).copied();
+
+        // A span linking to other traces may join its trace to their process; a batch
+        // consumer linking to several processes joins none of them.
+        let mut targets: Vec<u32> = Vec::new();
+        for link in &span.links {
+            if link.trace_id == span.trace_id {
+                continue;
+            }
+            let Some(slot) = self.slot_for_trace(link.trace_id, now) else { continue };
+            if !targets.contains(&slot) {
+                targets.push(slot);
+            }
+        }
+        let slot = match (trace_slot, targets.as_slice()) {
+            (Some(own), [target]) if own != *target => Some(self.merge(*target, own)),
+            (Some(own), _) => Some(own),
+            (None, [target]) => {
+                self.by_trace.insert(span.trace_id, *target);
+                if let Some(p) = self.slots[*target as usize].as_mut() {
+                    p.traces.push(span.trace_id);
+                }
+                Some(*target)
+            }
+            (None, _) => self.create(span.trace_id, now),
+        };
+        let Some(slot) = slot else {
+            return;
+        };
+        let joined_by_link = targets.len() == 1;
+        self.record(slot, span, joined_by_link, now);
+
+        // Consumption of messages produced in other processes (links).
+        if let Role::Consumer { channel, group } = messaging::role(span) {
+            let channel_id = self.channel(channel.system, channel.destination);
+            let group_id = self.learn_subscriber(channel_id, group);
+            for link in &span.links {
+                let message = fingerprint(link.span_id);
+                let target = if link.trace_id == span.trace_id {
+                    Some(slot)
+                } else {
+                    self.by_trace.get(&link.trace_id).copied()
+                };
+                if let Some(target) = target {
+                    self.consume(target, message, group_id, now);
+                }
+            }
+            if let Some(parent) = span.parent_span_id {
+                self.consume(slot, fingerprint(parent), group_id, now);
+            }
+        }
+        self.rearm(slot);
+    }
+
+    /// A read-only view of the process holding `trace_id` (its own or a joined trace).
+    pub fn process(&self, trace_id: TraceId) -> Option<ProcessView> {
+        let slot = *self.by_trace.get(&trace_id)?;
+        self.slots.get(slot as usize)?.as_ref().map(|p| self.view(p))
+    }
+
+    /// Ids of the processes with business key `key` = `value`.
+    pub fn find_by_key(&self, key: &str, value: &str) -> Vec<TraceId> {
+        let Some(key_id) = self.strings.get(key) else { return Vec::new() };
+        let hash = key_hash(key_id, value);
+        let mut ids: Vec<TraceId> = self
+            .by_key
+            .get(&hash)
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| self.slots.get(*slot as usize)?.as_ref())
+            .filter(|p| p.keys.iter().any(|(k, v)| *k == key_id && &**v == value))
+            .map(|p| p.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// Every process held, as views (for tests and the API's listings).
+    pub fn processes(&self) -> Vec<ProcessView> {
+        let mut views: Vec<ProcessView> =
+            self.slots.iter().flatten().map(|p| self.view(p)).collect();
+        views.sort_by_key(|v| v.id);
+        views
+    }
+
+    fn view(&self, p: &Process) -> ProcessView {
+        let mut traces = vec![p.id];
+        traces.extend(&p.traces);
+        let mut waiting_for: Vec<Waiting> = Vec::new();
+        if p.state == State::Running {
+            let mut pending: Vec<&Pending> = p.pending.iter().collect();
+            pending.sort_by_key(|m| (m.since, m.message));
+            for m in pending {
+                let channel = &self.channels[m.channel as usize];
+                let groups: Vec<&str> = if m.any {
+                    vec!["*"]
+                } else {
+                    m.awaiting.iter().map(|g| self.strings.name(*g)).collect()
+                };
+                for group in groups {
+                    waiting_for.push(Waiting::Message {
+                        system: self.strings.name(channel.system).to_owned(),
+                        destination: self.strings.name(channel.destination).to_owned(),
+                        group: group.to_owned(),
+                        since: m.since,
+                    });
+                }
+            }
+            if !p.dangling.is_empty() {
+                waiting_for.push(Waiting::MissingParent { count: p.dangling.len() });
+            }
+            if !p.has(ROOT_SEEN) {
+                waiting_for.push(Waiting::Root);
+            }
+        }
+        ProcessView {
+            id: p.id,
+            process_type: self.type_name(p).to_owned(),
+            state: p.state,
+            mode: p.mode,
+            stuck: p.has(STUCK),
+            sla_breached: p.has(SLA_BREACHED),
+            start_nanos: if p.start_nanos == u64::MAX { 0 } else { p.start_nanos },
+            end_nanos: p.end_nanos,
+            first_seen: p.first_seen,
+            last_activity: p.last_activity,
+            spans: p.spans,
+            error_spans: p.error_spans,
+            traces,
+            keys: p
+                .keys
+                .iter()
+                .map(|(k, v)| (self.strings.name(*k).to_owned(), v.to_string()))
+                .collect(),
+            waiting_for,
+            failure: p.failure.as_deref().map(str::to_owned),
+        }
+    }
+
+    fn type_name(&self, p: &Process) -> &str {
+        if p.type_id == 0 { "unknown" } else { self.strings.name(p.type_id) }
+    }
+
+    fn policy(&self, p: &Process) -> &TypePolicy {
+        self.policies.get(&p.type_id).unwrap_or(&self.config.default_policy)
+    }
+
+    /// The slot of the process holding `trace_id`, creating a provisional placeholder when
+    /// the trace is not known yet (a link to a producer whose spans have not arrived).
+    fn slot_for_trace(&mut self, trace_id: TraceId, now: u64) -> Option<u32> {
+        match self.by_trace.get(&trace_id) {
+            Some(slot) => Some(*slot),
+            None => self.create(trace_id, now),
+        }
+    }
+
+    fn create(&mut self, trace_id: TraceId, now: u64) -> Option<u32> {
+        if self.slots.len() - self.free.len() >= self.config.max_in_flight {
+            self.untracked += 1;
+            return None;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.generations.push(0);
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        let generation = self.generations[slot as usize].wrapping_add(1);
+        self.generations[slot as usize] = generation;
+        self.slots[slot as usize] = Some(Process::new(trace_id, generation, now));
+        self.by_trace.insert(trace_id, slot);
+        self.running += 1;
+        self.rearm(slot);
+        Some(slot)
+    }
+
+    /// Folds the process in `from` into the one in `into`; returns `into`.
+    fn merge(&mut self, into: u32, from: u32) -> u32 {
+        let Some(absorbed) = self.slots[from as usize].take() else { return into };
+        self.free.push(from);
+        if absorbed.state == State::Running {
+            self.running -= 1;
+        }
+        for trace in std::iter::once(absorbed.id).chain(absorbed.traces.iter().copied()) {
+            self.by_trace.insert(trace, into);
+        }
+        for (key, value) in &absorbed.keys {
+            let list = self.by_key.entry(key_hash(*key, value)).or_default();
+            list.retain(|s| *s != from);
+            if !list.contains(&into) {
+                list.push(into);
+            }
+        }
+        if let Some(p) = self.slots[into as usize].as_mut() {
+            p.absorb(absorbed);
+        }
+        into
+    }
+
+    fn channel(&mut self, system: &str, destination: &str) -> u32 {
+        let system = self.strings.intern(system);
+        let destination_id = self.strings.intern(destination);
+        if let Some(id) = self.channel_ids.get(&(system, destination_id)) {
+            return *id;
+        }
+        let id = u32::try_from(self.channels.len()).unwrap_or(u32::MAX);
+        let dead_letter = messaging::is_dead_letter(self.strings.name(destination_id));
+        self.channels.push(ChannelState {
+            system,
+            destination: destination_id,
+            subscribers: Vec::new(),
+            dead_letter,
+        });
+        self.channel_ids.insert((system, destination_id), id);
+        id
+    }
+
+    fn learn_subscriber(&mut self, channel: u32, group: &str) -> u32 {
+        let group = self.strings.intern(group);
+        let subscribers = &mut self.channels[channel as usize].subscribers;
+        if !subscribers.contains(&group) {
+            subscribers.push(group);
+        }
+        group
+    }
+
+    fn consume(&mut self, slot: u32, message: u32, group: u32, now: u64) {
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        if p.consume(message, group) {
+            p.last_activity = p.last_activity.max(now);
+            self.rearm(slot);
+        }
+    }
+
+    /// Applies one span to its process.
+    fn record(&mut self, slot: u32, span: &Span, joined_by_link: bool, now: u64) {
+        let role = messaging::role(span);
+        let service = self.strings.intern(span.service_name());
+        let operation = self.strings.intern(&span.name);
+        let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
+        for kv in &span.attributes {
+            if keys::is_default_key(&kv.key) {
+                let value = match &kv.value {
+                    AnyValue::String(s) => s.clone(),
+                    AnyValue::Int(i) => i.to_string(),
+                    _ => continue,
+                };
+                key_ids.push((self.strings.intern(&kv.key), value.into_boxed_str()));
+            }
+        }
+        let producer = match role {
+            Role::Producer { channel } => Some(self.channel(channel.system, channel.destination)),
+            _ => None,
+        };
+        let subscribers =
+            producer.map(|c| self.channels[c as usize].subscribers.clone()).unwrap_or_default();
+        let dead_letter = producer
+            .filter(|c| self.channels[*c as usize].dead_letter)
+            .map(|c| self.strings.name(self.channels[c as usize].destination).to_owned());
+
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        let reopened = p.state == State::Completed;
+        if reopened {
+            p.state = State::Running;
+            p.mode = None;
+            self.running += 1;
+        }
+        p.spans += 1;
+        p.last_activity = p.last_activity.max(now);
+        p.start_nanos = p.start_nanos.min(span.start_time_unix_nano);
+        p.end_nanos = p.end_nanos.max(span.end_time_unix_nano);
+        let failed_span = span.status.code == StatusCode::Error;
+        if failed_span {
+            p.error_spans += 1;
+        }
+
+        // Structure: parents seen, parents missing, the process root.
+        let me = fingerprint(span.span_id);
+        if p.seen.len() >= MAX_SPANS_TRACKED {
+            p.set(TRUNCATED);
+        } else if !p.seen.contains(&me) {
+            p.seen.push(me);
+            p.dangling.retain(|d| *d != me);
+        }
+        let mut became_definite = false;
+        match span.parent_span_id {
+            Some(parent) => {
+                let parent = fingerprint(parent);
+                if !p.seen.contains(&parent) && !p.dangling.contains(&parent) {
+                    p.dangling.push(parent);
+                }
+            }
+            None if !joined_by_link && span.trace_id == p.id => {
+                p.set(ROOT_SEEN);
+                p.root = Some((service, operation));
+                if p.type_id == 0 {
+                    let name = format!("{}: {}", self.strings.name(service), span.name);
+                    p.type_id = self.strings.intern(&name);
+                }
+                if p.has(PROVISIONAL) {
+                    p.clear(PROVISIONAL);
+                    became_definite = true;
+                }
+                if failed_span && p.failure.is_none() {
+                    let message = if span.status.message.is_empty() {
+                        "root span has error status".to_owned()
+                    } else {
+                        format!("root span has error status: {}", span.status.message)
+                    };
+                    p.failure = Some(message.into_boxed_str());
+                }
+            }
+            None => {}
+        }
+
+        // Messages sent by this span.
+        if let Some(channel) = producer {
+            let message = me;
+            let mut awaiting = subscribers;
+            awaiting.retain(|g| !p.consumed.contains(&(message, *g)));
+            let consumed_any = p.consumed.iter().any(|(m, _)| *m == message);
+            p.consumed.retain(|(m, _)| *m != message);
+            let any = awaiting.is_empty() && !consumed_any && {
+                // No subscriber known for the channel: wait for the first consumer of any group.
+                self.channels[channel as usize].subscribers.is_empty()
+            };
+            if (!awaiting.is_empty() || any) && !p.pending.iter().any(|m| m.message == message) {
+                p.pending.push(Pending { message, channel, awaiting, any, since: now });
+            }
+            if let Some(destination) = dead_letter
+                && p.failure.is_none()
+            {
+                p.failure =
+                    Some(format!("message sent to dead-letter channel {destination}").into());
+            }
+        }
+
+        let p = self.slots[slot as usize].as_mut().expect("checked above");
+        for (key, value) in key_ids {
+            if !p.keys.iter().any(|(k, v)| *k == key && *v == value) {
+                let list = self.by_key.entry(key_hash(key, &value)).or_default();
+                if !list.contains(&slot) {
+                    list.push(slot);
+                }
+                p.keys.push((key, value));
+            }
+        }
+        if reopened {
+            self.emit(slot, EventKind::Reopened, now, String::new());
+        }
+        if became_definite {
+            self.emit_started(slot, now);
+        }
+        let p = self.slots[slot as usize].as_mut().expect("checked above");
+        if p.failure.is_some() && p.state == State::Running && !p.has(PROVISIONAL) {
+            self.finish(slot, State::Failed, None, now);
+        }
+        self.rearm(slot);
+    }
+
+    fn emit_started(&mut self, slot: u32, at: u64) {
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        if !p.has(STARTED) {
+            p.set(STARTED);
+            self.emit(slot, EventKind::Started, at, String::new());
+        }
+    }
+
+    fn emit(&mut self, slot: u32, kind: EventKind, at: u64, detail: String) {
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        self.events.push(Event {
+            kind,
+            process_id: p.id,
+            process_type: self.type_name(p).to_owned(),
+            at,
+            detail,
+        });
+    }
+
+    fn finish(&mut self, slot: u32, state: State, mode: Option<Mode>, at: u64) {
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        p.state = state;
+        p.mode = mode;
+        p.finished_at = at;
+        p.clear(STUCK);
+        p.stuck_on = None;
+        self.running -= 1;
+        let sla = self.policy(self.slots[slot as usize].as_ref().expect("present")).sla_nanos;
+        let p = self.slots[slot as usize].as_mut().expect("present");
+        // A process whose whole telemetry arrived after its deadline breached all the same.
+        let late_breach = sla.is_some_and(|sla| p.duration_nanos() > sla) && !p.has(SLA_BREACHED);
+        if late_breach {
+            p.set(SLA_BREACHED);
+        }
+        let failure = p.failure.as_deref().unwrap_or("").to_owned();
+        if late_breach {
+            self.emit(slot, EventKind::SlaBreached, at, "finished after its deadline".to_owned());
+        }
+        match state {
+            State::Completed => {
+                let detail = mode.map_or("", Mode::as_str).to_owned();
+                self.emit(slot, EventKind::Completed, at, detail);
+            }
+            State::Failed => self.emit(slot, EventKind::Failed, at, failure),
+            State::Running => {}
+        }
+    }
+
+    /// Applies every rule due at time `t` to one process, then re-arms its timer.
+    fn evaluate(&mut self, slot: u32, t: u64) {
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        let policy = self.policy(p).clone();
+        let (settle, join, retain) = (
+            self.config.settle_nanos,
+            self.config.join_window_nanos,
+            self.config.retain_finished_nanos,
+        );
+
+        if p.state != State::Running {
+            if t >= p.finished_at.saturating_add(retain) {
+                self.remove(slot);
+            } else {
+                self.rearm(slot);
+            }
+            return;
+        }
+        if p.has(PROVISIONAL) && t >= p.first_seen.saturating_add(join) {
+            if let Some(p) = self.slots[slot as usize].as_mut() {
+                p.clear(PROVISIONAL);
+            }
+            self.emit_started(slot, t);
+            let p = self.slots[slot as usize].as_ref().expect("present");
+            if p.failure.is_some() {
+                self.finish(slot, State::Failed, None, t);
+                self.rearm(slot);
+                return;
+            }
+        }
+        let p = self.slots[slot as usize].as_ref().expect("present");
+        if p.has(PROVISIONAL) {
+            self.rearm(slot);
+            return;
+        }
+        if let Some(sla) = policy.sla_nanos
+            && !p.has(SLA_BREACHED)
+            && p.start_nanos != u64::MAX
+            && t >= p.start_nanos.saturating_add(sla)
+        {
+            let deadline = p.start_nanos.saturating_add(sla);
+            self.slots[slot as usize].as_mut().expect("present").set(SLA_BREACHED);
+            self.emit(slot, EventKind::SlaBreached, t, format!("deadline {deadline}"));
+        }
+        let p = self.slots[slot as usize].as_ref().expect("present");
+        if p.structurally_complete() && t >= p.last_activity.saturating_add(settle) {
+            self.finish(slot, State::Completed, Some(Mode::Structural), t);
+            self.rearm(slot);
+            return;
+        }
+        if let Some(oldest) = p.oldest_blocking()
+            && p.stuck_on != Some(oldest.message)
+            && !p.has(STUCK)
+            && t >= oldest.since.saturating_add(policy.stuck_after_nanos)
+        {
+            let message = oldest.message;
+            let detail = self.describe_wait(oldest);
+            let p = self.slots[slot as usize].as_mut().expect("present");
+            p.set(STUCK);
+            p.stuck_on = Some(message);
+            self.emit(slot, EventKind::Stuck, t, detail);
+        }
+        let p = self.slots[slot as usize].as_ref().expect("present");
+        if !p.has_blocking_pending()
+            && t >= p.last_activity.saturating_add(policy.idle_timeout_nanos)
+        {
+            self.finish(slot, State::Completed, Some(Mode::Quiescence), t);
+        }
+        self.rearm(slot);
+    }
+
+    fn describe_wait(&self, pending: &Pending) -> String {
+        let channel = &self.channels[pending.channel as usize];
+        let groups: Vec<&str> = pending.awaiting.iter().map(|g| self.strings.name(*g)).collect();
+        format!(
+            "waiting on {} {} for consumer group {} since {}",
+            self.strings.name(channel.system),
+            self.strings.name(channel.destination),
+            groups.join(", "),
+            pending.since
+        )
+    }
+
+    /// The next time any rule of this process can change its state.
+    fn due(&self, p: &Process) -> u64 {
+        if p.state != State::Running {
+            return p.finished_at.saturating_add(self.config.retain_finished_nanos);
+        }
+        if p.has(PROVISIONAL) {
+            return p.first_seen.saturating_add(self.config.join_window_nanos);
+        }
+        let policy = self.policy(p);
+        let mut wake = p.last_activity.saturating_add(policy.idle_timeout_nanos);
+        if p.has_blocking_pending() {
+            wake = u64::MAX;
+        }
+        if let Some(sla) = policy.sla_nanos
+            && !p.has(SLA_BREACHED)
+            && p.start_nanos != u64::MAX
+        {
+            wake = wake.min(p.start_nanos.saturating_add(sla));
+        }
+        if p.structurally_complete() {
+            wake = wake.min(p.last_activity.saturating_add(self.config.settle_nanos));
+        }
+        if let Some(oldest) = p.oldest_blocking()
+            && !p.has(STUCK)
+        {
+            wake = wake.min(oldest.since.saturating_add(policy.stuck_after_nanos));
+        }
+        wake
+    }
+
+    /// Makes sure a wake-up is armed no later than the process's next due rule.
+    fn rearm(&mut self, slot: u32) {
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        let wake = self.due(p);
+        if wake == u64::MAX || wake >= p.armed {
+            return;
+        }
+        let generation = p.generation;
+        // Never in the past: a rule already due fires at the next advance.
+        let at = wake.max(self.now);
+        self.slots[slot as usize].as_mut().expect("present").armed = at;
+        self.timers.arm(at, slot, generation);
+    }
+
+    fn remove(&mut self, slot: u32) {
+        let Some(p) = self.slots[slot as usize].take() else { return };
+        for trace in std::iter::once(p.id).chain(p.traces.iter().copied()) {
+            if self.by_trace.get(&trace) == Some(&slot) {
+                self.by_trace.remove(&trace);
+            }
+        }
+        for (key, value) in &p.keys {
+            let hash = key_hash(*key, value);
+            if let Some(list) = self.by_key.get_mut(&hash) {
+                list.retain(|s| *s != slot);
+                if list.is_empty() {
+                    self.by_key.remove(&hash);
+                }
+            }
+        }
+        self.free.push(slot);
+    }
+}
+
+fn key_hash(key: u32, value: &str) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    value.hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,112 @@
+//! Business keys: the attributes that identify what a process is about (`order.id`,
+//! `merchant.id`). By default every attribute whose name ends in `.id` outside the
+//! OpenTelemetry semantic-convention namespaces; attributes copied from W3C baggage are
+//! ordinary attributes by then, so they count too.
+
+/// Namespaces of the OpenTelemetry semantic conventions: their `*.id` attributes (`host.id`,
+/// `messaging.message.id`, `session.id`, ...) identify infrastructure, not business objects.
+const SEMCONV_NAMESPACES: &[&str] = &[
+    "android.",
+    "app.",
+    "artifact.",
+    "aws.",
+    "az.",
+    "azure.",
+    "browser.",
+    "cassandra.",
+    "cicd.",
+    "client.",
+    "cloud.",
+    "cloudevents.",
+    "cloudfoundry.",
+    "code.",
+    "container.",
+    "cpu.",
+    "cpython.",
+    "db.",
+    "deployment.",
+    "destination.",
+    "device.",
+    "disk.",
+    "dns.",
+    "dotnet.",
+    "elasticsearch.",
+    "enduser.",
+    "error.",
+    "event.",
+    "exception.",
+    "faas.",
+    "feature_flag.",
+    "file.",
+    "gcp.",
+    "gen_ai.",
+    "geo.",
+    "go.",
+    "graphql.",
+    "heroku.",
+    "host.",
+    "http.",
+    "hw.",
+    "ios.",
+    "jvm.",
+    "k8s.",
+    "linux.",
+    "log.",
+    "mainframe.",
+    "message.",
+    "messaging.",
+    "net.",
+    "network.",
+    "nodejs.",
+    "oci.",
+    "openai.",
+    "opentracing.",
+    "os.",
+    "otel.",
+    "peer.",
+    "process.",
+    "profile.",
+    "rpc.",
+    "security_rule.",
+    "server.",
+    "service.",
+    "session.",
+    "signalr.",
+    "source.",
+    "system.",
+    "telemetry.",
+    "test.",
+    "thread.",
+    "tls.",
+    "url.",
+    "user.",
+    "user_agent.",
+    "v8js.",
+    "vcs.",
+    "webengine.",
+    "zos.",
+];
+
+/// Whether an attribute is a business key under the default rule.
+pub fn is_default_key(name: &str) -> bool {
+    name.len() > 3
+        && name.ends_with(".id")
+        && !SEMCONV_NAMESPACES.iter().any(|ns| name.starts_with(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn business_keys_by_default() {
+        for key in ["order.id", "merchant.id", "shop.cart.id"] {
+            assert!(is_default_key(key), "{key}");
+        }
+        for key in
+            ["host.id", "messaging.message.id", "session.id", "id", ".id", "order_id", "k8s.pod.id"]
+        {
+            assert!(!is_default_key(key), "{key}");
+        }
+    }
+}

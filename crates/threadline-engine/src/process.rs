@@ -1,0 +1,255 @@
+//! The state the engine keeps per process: compact on purpose (spans are stored elsewhere).
+//! Span ids are kept as 32-bit fingerprints: within one process a collision is vanishingly
+//! unlikely, and it would only make a missing parent look present.
+
+use threadline_core::id::{SpanId, TraceId};
+
+pub const PROVISIONAL: u8 = 1;
+pub const ROOT_SEEN: u8 = 1 << 1;
+pub const STUCK: u8 = 1 << 2;
+pub const SLA_BREACHED: u8 = 1 << 3;
+pub const STARTED: u8 = 1 << 4;
+/// Too many spans to track structure: completion falls back to quiescence.
+pub const TRUNCATED: u8 = 1 << 5;
+
+/// The lifecycle state of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Completed => "completed",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// What decided that a process completed, so users know how far to trust it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Nothing pending, no missing parent, root (and terminal steps) seen, then settled.
+    Structural,
+    /// No telemetry for the idle timeout while the structure was incomplete.
+    Quiescence,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Structural => "structural",
+            Mode::Quiescence => "quiescence",
+        }
+    }
+}
+
+/// A message sent and not yet processed by every subscriber of its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Fingerprint of the producer span id.
+    pub message: u32,
+    pub channel: u32,
+    /// Consumer groups still to process it. Empty with `any` set: the channel had no known
+    /// subscriber when it was sent, so the first consumer of any group settles it.
+    pub awaiting: Vec<u32>,
+    pub any: bool,
+    /// Engine time the message was seen sent.
+    pub since: u64,
+}
+
+impl Pending {
+    /// Whether the message waits on known subscribers (what makes a process stuck rather
+    /// than merely incomplete).
+    pub fn is_blocking(&self) -> bool {
+        !self.awaiting.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Process {
+    pub id: TraceId,
+    pub generation: u32,
+    /// Interned type name; 0 until known.
+    pub type_id: u32,
+    pub state: State,
+    pub flags: u8,
+    pub mode: Option<Mode>,
+    /// Earliest span start and latest span end, from the telemetry (ns since the epoch).
+    pub start_nanos: u64,
+    pub end_nanos: u64,
+    /// Engine times.
+    pub first_seen: u64,
+    pub last_activity: u64,
+    pub finished_at: u64,
+    /// The wake-up currently armed in the shard's timers (`u64::MAX`: none).
+    pub armed: u64,
+    pub spans: u32,
+    pub error_spans: u32,
+    pub seen: Vec<u32>,
+    /// Parents referenced by spans seen but not seen themselves.
+    pub dangling: Vec<u32>,
+    pub pending: Vec<Pending>,
+    /// Consumptions (message, group) seen before their message's producer span.
+    pub consumed: Vec<(u32, u32)>,
+    /// The message the current `stuck` occurrence is about.
+    pub stuck_on: Option<u32>,
+    /// Traces joined to this process besides its own.
+    pub traces: Vec<TraceId>,
+    pub keys: Vec<(u32, Box<str>)>,
+    /// Interned service and operation of the process root span.
+    pub root: Option<(u32, u32)>,
+    pub failure: Option<Box<str>>,
+}
+
+impl Process {
+    pub fn new(id: TraceId, generation: u32, now: u64) -> Self {
+        Self {
+            id,
+            generation,
+            type_id: 0,
+            state: State::Running,
+            flags: PROVISIONAL,
+            mode: None,
+            start_nanos: u64::MAX,
+            end_nanos: 0,
+            first_seen: now,
+            last_activity: now,
+            finished_at: 0,
+            armed: u64::MAX,
+            spans: 0,
+            error_spans: 0,
+            seen: Vec::new(),
+            dangling: Vec::new(),
+            pending: Vec::new(),
+            consumed: Vec::new(),
+            stuck_on: None,
+            traces: Vec::new(),
+            keys: Vec::new(),
+            root: None,
+            failure: None,
+        }
+    }
+
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn set(&mut self, flag: u8) {
+        self.flags |= flag;
+    }
+
+    pub fn clear(&mut self, flag: u8) {
+        self.flags &= !flag;
+    }
+
+    /// Nothing pending, no missing parent, root seen: the process looks finished.
+    pub fn structurally_complete(&self) -> bool {
+        !self.has(PROVISIONAL)
+            && !self.has(TRUNCATED)
+            && self.has(ROOT_SEEN)
+            && self.dangling.is_empty()
+            && self.pending.is_empty()
+    }
+
+    pub fn has_blocking_pending(&self) -> bool {
+        self.pending.iter().any(Pending::is_blocking)
+    }
+
+    /// The blocking message waited on longest.
+    pub fn oldest_blocking(&self) -> Option<&Pending> {
+        self.pending.iter().filter(|p| p.is_blocking()).min_by_key(|p| (p.since, p.message))
+    }
+
+    pub fn duration_nanos(&self) -> u64 {
+        self.end_nanos.saturating_sub(self.start_nanos)
+    }
+
+    /// Records a consumption of `message` by `group`; returns whether it settled a pending
+    /// message of this process.
+    pub fn consume(&mut self, message: u32, group: u32) -> bool {
+        if let Some(i) = self.pending.iter().position(|p| p.message == message) {
+            let pending = &mut self.pending[i];
+            pending.awaiting.retain(|g| *g != group);
+            if pending.awaiting.is_empty() {
+                self.pending.swap_remove(i);
+                if self.stuck_on == Some(message) {
+                    self.stuck_on = None;
+                    self.clear(STUCK);
+                }
+            }
+            return true;
+        }
+        if !self.consumed.contains(&(message, group)) {
+            self.consumed.push((message, group));
+        }
+        false
+    }
+
+    /// Folds `other` (a process joining through a link) into this one.
+    pub fn absorb(&mut self, other: Process) {
+        let Process {
+            id,
+            flags,
+            start_nanos,
+            end_nanos,
+            first_seen,
+            last_activity,
+            spans,
+            error_spans,
+            seen,
+            dangling,
+            pending,
+            consumed,
+            traces,
+            keys,
+            failure,
+            ..
+        } = other;
+        self.traces.push(id);
+        self.traces.extend(traces);
+        self.flags |= flags & (TRUNCATED | SLA_BREACHED);
+        self.start_nanos = self.start_nanos.min(start_nanos);
+        self.end_nanos = self.end_nanos.max(end_nanos);
+        self.first_seen = self.first_seen.min(first_seen);
+        self.last_activity = self.last_activity.max(last_activity);
+        self.spans += spans;
+        self.error_spans += error_spans;
+        self.dangling.retain(|d| !seen.contains(d));
+        for d in dangling {
+            if !self.seen.contains(&d) && !self.dangling.contains(&d) {
+                self.dangling.push(d);
+            }
+        }
+        self.seen.extend(seen);
+        self.pending.extend(pending);
+        for (message, group) in consumed {
+            self.consume(message, group);
+        }
+        // Consumptions recorded here before the producer joined may settle what came in.
+        let early = std::mem::take(&mut self.consumed);
+        for (message, group) in early {
+            self.consume(message, group);
+        }
+        for key in keys {
+            if !self.keys.contains(&key) {
+                self.keys.push(key);
+            }
+        }
+        if self.failure.is_none() {
+            self.failure = failure;
+        }
+    }
+}
+
+/// The 32-bit fingerprint of a span id.
+pub fn fingerprint(id: SpanId) -> u32 {
+    let b = id.as_bytes();
+    let high = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let low = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+    high ^ low.rotate_left(16)
+}

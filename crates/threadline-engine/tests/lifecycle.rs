@@ -1,0 +1,310 @@
+//! Every lifecycle rule on simulated time: spans go in at chosen instants, timers fire at
+//! their exact due time, and the events that come out are compared with snapshots.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use expect_test::{Expect, expect};
+use threadline_core::span::{Span, SpanKind};
+use threadline_engine::config::{EngineConfig, SECOND, TypePolicy};
+use threadline_engine::engine::{Engine, ProcessView, Waiting};
+use threadline_testsuite::spans::{S, T0, secs, span, trace};
+
+/// The engine on simulated time, with a readable log of its events.
+struct Sim {
+    engine: Engine,
+    log: Vec<String>,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Self::with(EngineConfig::default())
+    }
+
+    fn with(config: EngineConfig) -> Self {
+        Self { engine: Engine::new(config), log: Vec::new() }
+    }
+
+    /// Spans arrive at `T0 + at_secs`.
+    fn arrive(&mut self, at_secs: f64, spans: &[Span]) {
+        for span in spans {
+            self.engine.ingest(span, secs(at_secs));
+        }
+        self.collect();
+    }
+
+    fn advance(&mut self, to_secs: f64) {
+        self.engine.advance(secs(to_secs));
+        self.collect();
+    }
+
+    fn collect(&mut self) {
+        for event in self.engine.drain_events() {
+            #[allow(clippy::cast_precision_loss, reason = "readable test output")]
+            let at = (event.at - T0) as f64 / S as f64;
+            let id = event.process_id.to_hex();
+            let short = id.trim_start_matches('0');
+            // Engine times in details read as seconds after T0.
+            let detail: Vec<String> = event
+                .detail
+                .split(' ')
+                .map(|word| match word.parse::<u64>() {
+                    #[allow(clippy::cast_precision_loss, reason = "readable test output")]
+                    Ok(ns) if ns >= T0 => format!("T0+{:.3}s", (ns - T0) as f64 / S as f64),
+                    _ => word.to_owned(),
+                })
+                .collect();
+            let line = format!(
+                "{at:.3}s {} #{short} [{}] {}",
+                event.kind.as_str(),
+                event.process_type,
+                detail.join(" ")
+            );
+            self.log.push(line.trim_end().to_owned());
+        }
+    }
+
+    fn check(&self, expected: Expect) {
+        expected.assert_eq(&self.log.join("\n"));
+    }
+
+    fn process(&self, t: u64) -> ProcessView {
+        self.engine.process(trace(t)).unwrap()
+    }
+}
+
+fn checkout_root(t: u64) -> Span {
+    span(t, 1, "frontend", "POST /checkout").kind(SpanKind::Server).at(0.0, 0.2).build()
+}
+
+fn order_placed(t: u64) -> Span {
+    span(t, 2, "checkout", "orders send").parent(1).produces("orders").at(0.1, 0.11).build()
+}
+
+#[test]
+fn completes_after_the_last_consumer_then_settles() {
+    let mut sim = Sim::new();
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(
+        1.0,
+        &[span(1, 3, "payments", "orders process")
+            .parent(2)
+            .consumes("orders", "payments")
+            .at(0.9, 1.0)
+            .build()],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          0.200s started #1 [frontend: POST /checkout]
+          1.020s completed #1 [frontend: POST /checkout] structural"#]]);
+    let process = sim.process(1);
+    assert_eq!(process.state.as_str(), "completed");
+    assert_eq!(process.spans, 3);
+    assert_eq!(process.traces, vec![trace(1)]);
+}
+
+#[test]
+fn fan_out_waits_for_every_consumer_group() {
+    let mut sim = Sim::new();
+    sim.engine.declare_subscribers("kafka", "orders", &["payments", "inventory"]);
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(
+        0.5,
+        &[span(1, 3, "payments", "orders process")
+            .parent(2)
+            .consumes("orders", "payments")
+            .build()],
+    );
+    sim.advance(2.0);
+    let waiting = sim.process(1).waiting_for;
+    assert_eq!(
+        waiting,
+        vec![Waiting::Message {
+            system: "kafka".into(),
+            destination: "orders".into(),
+            group: "inventory".into(),
+            since: secs(0.2)
+        }]
+    );
+    sim.arrive(
+        3.0,
+        &[span(1, 4, "inventory", "orders process")
+            .parent(2)
+            .consumes("orders", "inventory")
+            .build()],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          0.200s started #1 [frontend: POST /checkout]
+          3.020s completed #1 [frontend: POST /checkout] structural"#]]);
+}
+
+#[test]
+fn a_consumer_starting_a_new_linked_trace_stays_in_the_producers_process() {
+    let mut sim = Sim::new();
+    sim.engine.declare_subscribers("kafka", "orders", &["payments"]);
+    // The consumer trace's inner span arrives first, before its root carries the link.
+    sim.arrive(0.5, &[span(2, 11, "payments", "charge card").parent(10).build()]);
+    sim.arrive(0.6, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(
+        0.7,
+        &[span(2, 10, "payments", "orders process")
+            .consumes("orders", "payments")
+            .link(1, 2)
+            .build()],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          0.600s started #1 [frontend: POST /checkout]
+          0.720s completed #1 [frontend: POST /checkout] structural"#]]);
+    let process = sim.process(2);
+    assert_eq!(process.id, trace(1));
+    assert_eq!(process.traces, vec![trace(1), trace(2)]);
+    assert_eq!(process.spans, 4);
+}
+
+#[test]
+fn out_of_order_arrival_consumer_before_producer_and_children_before_root() {
+    let mut sim = Sim::new();
+    sim.engine.declare_subscribers("kafka", "orders", &["payments"]);
+    sim.arrive(
+        0.1,
+        &[span(1, 3, "payments", "orders process")
+            .parent(2)
+            .consumes("orders", "payments")
+            .build()],
+    );
+    sim.arrive(0.2, &[order_placed(1)]);
+    sim.advance(1.0);
+    assert_eq!(
+        sim.process(1).waiting_for,
+        vec![Waiting::MissingParent { count: 1 }, Waiting::Root]
+    );
+    sim.arrive(1.5, &[checkout_root(1)]);
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          1.500s started #1 [frontend: POST /checkout]
+          1.520s completed #1 [frontend: POST /checkout] structural"#]]);
+}
+
+#[test]
+fn a_late_span_reopens_a_completed_process() {
+    let mut sim = Sim::new();
+    sim.arrive(0.2, &[checkout_root(1)]);
+    sim.advance(5.0);
+    sim.arrive(6.0, &[span(1, 7, "audit", "record").parent(1).build()]);
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          0.200s started #1 [frontend: POST /checkout]
+          0.220s completed #1 [frontend: POST /checkout] structural
+          6.000s reopened #1 [frontend: POST /checkout]
+          6.020s completed #1 [frontend: POST /checkout] structural"#]]);
+}
+
+#[test]
+fn a_lost_message_makes_the_process_stuck_where_it_waits() {
+    let mut sim = Sim::with(EngineConfig {
+        default_policy: TypePolicy { stuck_after_nanos: 30 * SECOND, ..TypePolicy::default() },
+        ..EngineConfig::default()
+    });
+    sim.engine.declare_subscribers("kafka", "orders", &["payments", "inventory"]);
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(
+        0.4,
+        &[span(1, 3, "payments", "orders process")
+            .parent(2)
+            .consumes("orders", "payments")
+            .build()],
+    );
+    sim.advance(29.0);
+    assert!(!sim.process(1).stuck);
+    sim.advance(3600.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [frontend: POST /checkout]
+        30.200s stuck #1 [frontend: POST /checkout] waiting on kafka orders for consumer group inventory since T0+0.200s"#]]);
+    let process = sim.process(1);
+    assert!(process.stuck);
+    assert_eq!(process.state.as_str(), "running", "a known subscriber is awaited: no quiescence");
+}
+
+#[test]
+fn the_sla_is_breached_at_the_deadline_while_still_running() {
+    let mut sim = Sim::new();
+    sim.engine.set_policy(
+        "frontend: POST /checkout",
+        TypePolicy { sla_nanos: Some(5 * SECOND), ..TypePolicy::default() },
+    );
+    sim.engine.declare_subscribers("kafka", "orders", &["payments"]);
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.advance(4.999);
+    assert!(!sim.process(1).sla_breached);
+    sim.advance(5.5);
+    sim.arrive(
+        7.0,
+        &[span(1, 3, "payments", "orders process")
+            .parent(2)
+            .consumes("orders", "payments")
+            .build()],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [frontend: POST /checkout]
+        5.000s sla_breached #1 [frontend: POST /checkout] deadline T0+5.000s
+        7.020s completed #1 [frontend: POST /checkout] structural"#]]);
+}
+
+#[test]
+fn quiescence_completes_a_partially_instrumented_process() {
+    let mut sim = Sim::new();
+    // The span's parent lives in a service that is not instrumented: it never arrives.
+    sim.arrive(0.2, &[checkout_root(1), span(1, 5, "legacy-client", "call").parent(4).build()]);
+    sim.advance(1000.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [frontend: POST /checkout]
+        300.200s completed #1 [frontend: POST /checkout] quiescence"#]]);
+}
+
+#[test]
+fn a_message_to_a_dead_letter_channel_fails_the_process() {
+    let mut sim = Sim::new();
+    sim.arrive(
+        0.2,
+        &[
+            checkout_root(1),
+            span(1, 6, "payments", "orders.dlq send").parent(1).produces("orders.dlq").build(),
+        ],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+          0.200s started #1 [frontend: POST /checkout]
+          0.200s failed #1 [frontend: POST /checkout] message sent to dead-letter channel orders.dlq"#]]);
+}
+
+#[test]
+fn an_error_on_the_root_fails_the_process() {
+    let mut sim = Sim::new();
+    sim.arrive(
+        0.2,
+        &[span(1, 1, "frontend", "POST /checkout")
+            .kind(SpanKind::Server)
+            .error("payment declined")
+            .build()],
+    );
+    sim.check(expect![[r#"
+          0.200s started #1 [frontend: POST /checkout]
+          0.200s failed #1 [frontend: POST /checkout] root span has error status: payment declined"#]]);
+}
+
+#[test]
+fn business_keys_find_the_process() {
+    let mut sim = Sim::new();
+    sim.arrive(
+        0.2,
+        &[span(1, 1, "frontend", "POST /checkout")
+            .attr("order.id", "o-123")
+            .attr("host.id", "h1")
+            .build()],
+    );
+    assert_eq!(sim.engine.find_by_key("order.id", "o-123"), vec![trace(1)]);
+    assert!(sim.engine.find_by_key("host.id", "h1").is_empty());
+    assert_eq!(sim.process(1).keys, vec![("order.id".to_owned(), "o-123".to_owned())]);
+}
