@@ -295,8 +295,10 @@ impl Engine {
     }
 
     fn view(&self, p: &Process) -> ProcessView {
+        let mut joined = p.traces.clone();
+        joined.sort_unstable();
         let mut traces = vec![p.id];
-        traces.extend(&p.traces);
+        traces.extend(joined);
         let mut waiting_for: Vec<Waiting> = Vec::new();
         if p.state == State::Running {
             let mut pending: Vec<&Pending> = p.pending.iter().collect();
