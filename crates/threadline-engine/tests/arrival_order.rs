@@ -175,7 +175,7 @@ proptest! {
             }
         }
         // No event names a process that does not exist at the end.
-        for ((id, kind), _) in &counts {
+        for (id, kind) in counts.keys() {
             prop_assert!(state.iter().any(|v| v.id.to_hex() == *id), "{:?} for vanished {}", kind, id);
         }
     }
