@@ -291,6 +291,18 @@ pub struct StatusResponse {
     pub ready: bool,
     pub ingest: IngestStatus,
     pub store: StoreStatus,
+    pub engine: EngineStatus,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// Processes held in memory (running and recently finished).
+    pub processes: u64,
+    pub running: u64,
+    pub spans: u64,
+    /// Processes not tracked because `engine.max_in_flight` was reached.
+    pub untracked_processes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -314,4 +326,74 @@ pub struct StoreStatus {
     pub traces: u64,
     pub spans: u64,
     pub evicted_spans: u64,
+}
+
+/// A process as the API shows it (`GET /api/v1/processes/{id}` and listings).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessSummary {
+    /// The trace id of the process's first trace.
+    pub id: String,
+    pub process_type: String,
+    /// `running`, `completed` or `failed`.
+    pub state: String,
+    /// What decided completion: `structural` or `quiescence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_mode: Option<String>,
+    pub stuck: bool,
+    pub sla_breached: bool,
+    pub start_time_unix_nano: String,
+    pub end_time_unix_nano: String,
+    pub duration_nanos: String,
+    pub spans: u32,
+    pub error_spans: u32,
+    /// Its own trace first, then the traces joined to it through links.
+    pub trace_ids: Vec<String>,
+    pub keys: std::collections::BTreeMap<String, String>,
+    /// What a running process waits for now, longest-waiting first.
+    pub waiting_for: Vec<WaitingView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// One thing a running process waits for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WaitingView {
+    /// A message not yet processed by a consumer group (`*`: any consumer, none known yet).
+    #[serde(rename_all = "camelCase")]
+    Message { system: String, destination: String, consumer_group: String, since_unix_nano: String },
+    /// Spans whose parent has not arrived.
+    #[serde(rename_all = "camelCase")]
+    MissingParent { count: u64 },
+    /// The root span has not arrived.
+    Root,
+}
+
+/// `GET /api/v1/processes/{id}`: the process and its timeline (every span of its traces,
+/// by start time).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessResponse {
+    pub process: ProcessSummary,
+    pub timeline: Vec<SpanView>,
+}
+
+/// `GET /api/v1/processes?key=...`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProcessListResponse {
+    pub processes: Vec<ProcessSummary>,
+}
+
+/// One engine event, as sent on `GET /api/v1/events`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessEventView {
+    /// `started`, `completed`, `failed`, `sla_breached`, `stuck`, `spec_violated`, `reopened`.
+    pub kind: String,
+    pub process_id: String,
+    pub process_type: String,
+    pub at_unix_nano: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }

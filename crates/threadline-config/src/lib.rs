@@ -40,6 +40,8 @@ pub struct Config {
     #[serde(default)]
     pub storage: Storage,
     #[serde(default)]
+    pub engine: Engine,
+    #[serde(default)]
     pub log: Log,
 }
 
@@ -51,6 +53,7 @@ impl Default for Config {
             listen: Listen::default(),
             ingest: Ingest::default(),
             storage: Storage::default(),
+            engine: Engine::default(),
             log: Log::default(),
         }
     }
@@ -118,6 +121,42 @@ pub struct Storage {
 impl Default for Storage {
     fn default() -> Self {
         Self { memory_max_spans: 2_000_000 }
+    }
+}
+
+/// The process engine: how processes are judged when no spec says otherwise, and its limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Engine {
+    /// A structurally complete process must stay so this long before it is declared completed.
+    pub settle_ms: u64,
+    /// How long a trace first seen through a non-root span waits for a link to join it to its
+    /// producer's process before it is announced as a process of its own.
+    pub join_window_ms: u64,
+    /// No telemetry for this long completes a process whose structure is incomplete
+    /// (completion by quiescence).
+    pub idle_timeout_secs: u64,
+    /// A message awaited this long by a known consumer group makes its process stuck.
+    pub stuck_after_secs: u64,
+    /// End-to-end SLA of every process type without a spec of its own; none when absent.
+    pub default_sla_secs: Option<u64>,
+    /// Most processes held in memory; new processes past it are not tracked (counted).
+    pub max_in_flight: usize,
+    /// How long a finished process stays in memory, so that late spans reopen it.
+    pub retain_finished_secs: u64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self {
+            settle_ms: 20,
+            join_window_ms: 2000,
+            idle_timeout_secs: 300,
+            stuck_after_secs: 60,
+            default_sla_secs: None,
+            max_in_flight: 1_000_000,
+            retain_finished_secs: 60,
+        }
     }
 }
 
@@ -190,6 +229,7 @@ impl Config {
             ("ingest.max_decompressed_bytes", self.ingest.max_decompressed_bytes),
             ("ingest.max_concurrent_requests", self.ingest.max_concurrent_requests),
             ("storage.memory_max_spans", self.storage.memory_max_spans),
+            ("engine.max_in_flight", self.engine.max_in_flight),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -244,6 +284,7 @@ mod tests {
         assert_eq!(config.listen, Listen::default());
         assert_eq!(config.ingest, Ingest::default());
         assert_eq!(config.storage, Storage::default());
+        assert_eq!(config.engine, Engine::default());
     }
 
     #[test]

@@ -4,18 +4,28 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Path, State};
+use std::convert::Infallible;
+
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use threadline_api_types::{
-    ErrorBody, IngestStatus, ServicesResponse, SpanView, StatusResponse, StoreStatus, TraceResponse,
+    EngineStatus, ErrorBody, IngestStatus, ProcessEventView, ProcessListResponse, ProcessResponse,
+    ProcessSummary, ServicesResponse, SpanView, StatusResponse, StoreStatus, TraceResponse,
+    WaitingView,
 };
 use threadline_core::id::TraceId;
+use threadline_engine::engine::{ProcessView, Waiting};
+use threadline_engine::event::Event;
 use threadline_ingest::IngestStats;
 use threadline_ingest::queue::QueueMonitor;
 use threadline_storage::SpanStore;
+use tokio::sync::broadcast;
+
+use crate::engine_task::EngineHandle;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -23,6 +33,7 @@ pub struct ApiState {
     pub queue: QueueMonitor,
     pub stats: Arc<IngestStats>,
     pub ready: Arc<AtomicBool>,
+    pub engine: EngineHandle,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -32,6 +43,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/services", get(services))
         .route("/api/v1/traces/{trace_id}", get(trace))
+        .route("/api/v1/processes", get(processes))
+        .route("/api/v1/processes/{id}", get(process))
+        .route("/api/v1/events", get(events))
         .fallback(not_found)
         .with_state(state)
 }
@@ -75,6 +89,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let store = state.store.stats();
+    let engine = state.engine.stats().await;
     Json(StatusResponse {
         ready: state.ready.load(Ordering::SeqCst),
         ingest: IngestStatus {
@@ -90,6 +105,12 @@ async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
             spans: store.spans as u64,
             evicted_spans: store.evicted_spans,
         },
+        engine: EngineStatus {
+            processes: engine.processes as u64,
+            running: engine.running as u64,
+            spans: engine.spans,
+            untracked_processes: engine.untracked_processes,
+        },
     })
 }
 
@@ -98,15 +119,23 @@ async fn services(State(state): State<ApiState>) -> Result<Json<ServicesResponse
     Ok(Json(ServicesResponse { services }))
 }
 
+fn parse_id(name: &str, text: &str) -> Result<TraceId, ApiError> {
+    TraceId::from_hex(text).map_err(|e| ApiError {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_argument",
+        message: format!("{name} {text:?} {e}"),
+    })
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError { status: StatusCode::BAD_REQUEST, code: "invalid_argument", message }
+}
+
 async fn trace(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
 ) -> Result<Json<TraceResponse>, ApiError> {
-    let id = TraceId::from_hex(&trace_id).map_err(|e| ApiError {
-        status: StatusCode::BAD_REQUEST,
-        code: "invalid_argument",
-        message: format!("trace_id {trace_id:?} {e}"),
-    })?;
+    let id = parse_id("trace_id", &trace_id)?;
     let spans = state.store.trace(id).map_err(|e| ApiError::internal(&e))?;
     if spans.is_empty() {
         return Err(ApiError {
@@ -127,4 +156,153 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
         code: "not_found",
         message: format!("no route for {}", uri.path()),
     }
+}
+
+fn summary(view: &ProcessView) -> ProcessSummary {
+    ProcessSummary {
+        id: view.id.to_hex(),
+        process_type: view.process_type.clone(),
+        state: view.state.as_str().to_owned(),
+        completion_mode: view.mode.map(|m| m.as_str().to_owned()),
+        stuck: view.stuck,
+        sla_breached: view.sla_breached,
+        start_time_unix_nano: view.start_nanos.to_string(),
+        end_time_unix_nano: view.end_nanos.to_string(),
+        duration_nanos: view.end_nanos.saturating_sub(view.start_nanos).to_string(),
+        spans: view.spans,
+        error_spans: view.error_spans,
+        trace_ids: view.traces.iter().map(TraceId::to_hex).collect(),
+        keys: view.keys.iter().cloned().collect(),
+        waiting_for: view
+            .waiting_for
+            .iter()
+            .map(|w| match w {
+                Waiting::Message { system, destination, group, since } => WaitingView::Message {
+                    system: system.clone(),
+                    destination: destination.clone(),
+                    consumer_group: group.clone(),
+                    since_unix_nano: since.to_string(),
+                },
+                Waiting::MissingParent { count } => {
+                    WaitingView::MissingParent { count: *count as u64 }
+                }
+                Waiting::Root => WaitingView::Root,
+            })
+            .collect(),
+        failure: view.failure.clone(),
+    }
+}
+
+/// `GET /api/v1/processes/{id}`: by the process id or any of its trace ids.
+async fn process(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProcessResponse>, ApiError> {
+    let id = parse_id("process id", &id)?;
+    let Some(view) = state.engine.process(id).await else {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("process {id} not found"),
+        });
+    };
+    let mut timeline = Vec::new();
+    for trace_id in &view.traces {
+        let spans = state.store.trace(*trace_id).map_err(|e| ApiError::internal(&e))?;
+        timeline.extend(spans.iter().map(SpanView::from));
+    }
+    timeline.sort_by(|a, b| {
+        let start = |s: &SpanView| s.start_time_unix_nano.parse::<u64>().unwrap_or(0);
+        start(a).cmp(&start(b)).then_with(|| a.span_id.cmp(&b.span_id))
+    });
+    Ok(Json(ProcessResponse { process: summary(&view), timeline }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ProcessQuery {
+    key: Option<String>,
+}
+
+/// `GET /api/v1/processes?key=order.id:123` (or `order.id=123`).
+async fn processes(
+    State(state): State<ApiState>,
+    Query(query): Query<ProcessQuery>,
+) -> Result<Json<ProcessListResponse>, ApiError> {
+    let Some(key) = query.key else {
+        return Err(invalid("query parameter key is required, as in key=order.id:123".into()));
+    };
+    let Some((name, value)) = key.split_once([':', '=']) else {
+        return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));
+    };
+    let views = state.engine.by_key(name.to_owned(), value.to_owned()).await;
+    Ok(Json(ProcessListResponse { processes: views.iter().map(summary).collect() }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct EventQuery {
+    /// Comma-separated process types to keep.
+    #[serde(rename = "type")]
+    process_type: Option<String>,
+    /// Comma-separated event kinds to keep.
+    kind: Option<String>,
+}
+
+const EVENT_KINDS: &[&str] =
+    &["started", "completed", "failed", "sla_breached", "stuck", "spec_violated", "reopened"];
+
+/// `GET /api/v1/events`: engine events as Server-Sent Events, from now on. A subscriber too
+/// slow to keep up gets a `lagged` event saying how many it missed.
+async fn events(
+    State(state): State<ApiState>,
+    Query(query): Query<EventQuery>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let split = |s: Option<String>| -> Vec<String> {
+        s.map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
+            .unwrap_or_default()
+    };
+    let types = split(query.process_type);
+    let kinds = split(query.kind);
+    if let Some(bad) = kinds.iter().find(|k| !EVENT_KINDS.contains(&k.as_str())) {
+        return Err(invalid(format!("kind {bad:?} is not one of {}", EVENT_KINDS.join(", "))));
+    }
+    let receiver = state.engine.subscribe();
+    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
+        let (types, kinds) = (types.clone(), kinds.clone());
+        async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(event) => {
+                        if keep(&event, &types, &kinds) {
+                            return Some((Ok(sse_event(&event)), receiver));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        let lagged = SseEvent::default()
+                            .event("lagged")
+                            .data(format!("{{\"missed\":{missed}}}"));
+                        return Some((Ok(lagged), receiver));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn keep(event: &Event, types: &[String], kinds: &[String]) -> bool {
+    (types.is_empty() || types.contains(&event.process_type))
+        && (kinds.is_empty() || kinds.iter().any(|k| k == event.kind.as_str()))
+}
+
+fn sse_event(event: &Event) -> SseEvent {
+    let view = ProcessEventView {
+        kind: event.kind.as_str().to_owned(),
+        process_id: event.process_id.to_hex(),
+        process_type: event.process_type.clone(),
+        at_unix_nano: event.at.to_string(),
+        detail: event.detail.clone(),
+    };
+    let data = serde_json::to_string(&view).unwrap_or_default();
+    SseEvent::default().event(event.kind.as_str()).data(data)
 }

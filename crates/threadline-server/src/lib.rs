@@ -7,6 +7,7 @@
 //! and finish their in-flight requests, the queue drains into the store, then the API stops.
 
 mod api;
+mod engine_task;
 mod pipeline;
 
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ pub struct Server {
     api_stop: CancellationToken,
     api_task: JoinHandle<Result<(), String>>,
     pipeline: JoinHandle<u64>,
+    engine_thread: std::thread::JoinHandle<()>,
     stats: Arc<IngestStats>,
     ready: Arc<AtomicBool>,
     _data_dir: DataDir,
@@ -103,7 +105,9 @@ impl Server {
         };
         let queue_monitor = queue.monitor();
         let receivers = Receivers::new(limits, queue, Arc::clone(&stats));
-        let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store)));
+        let (engine, engine_thread) =
+            engine_task::spawn(engine_config(&config.engine)).map_err(ServerError::Runtime)?;
+        let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store), engine.clone()));
 
         let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
@@ -143,6 +147,7 @@ impl Server {
             queue: queue_monitor,
             stats: Arc::clone(&stats),
             ready: Arc::clone(&ready),
+            engine,
         };
         let api_stop = CancellationToken::new();
         let api_task = serve_http(api, api::router(api_state), api_stop.clone());
@@ -164,6 +169,7 @@ impl Server {
             api_stop,
             api_task,
             pipeline,
+            engine_thread,
             stats,
             ready,
             _data_dir: data_dir,
@@ -201,6 +207,11 @@ impl Server {
         if let Ok(Err(message)) = self.api_task.await {
             failure = Some(ServerError::Serve { listener: "api", message });
         }
+        // The pipeline and the API held the last engine handles: the engine thread ends.
+        let engine_thread = self.engine_thread;
+        if tokio::task::spawn_blocking(move || engine_thread.join()).await.is_err() {
+            tracing::error!("the engine thread panicked");
+        }
         let report = ShutdownReport {
             accepted_spans: self.stats.accepted_spans.load(Ordering::Relaxed),
             drained_batches,
@@ -214,6 +225,22 @@ impl Server {
             Some(e) => Err(e),
             None => Ok(report),
         }
+    }
+}
+
+/// The engine's settings from the `[engine]` section of the config.
+fn engine_config(engine: &threadline_config::Engine) -> threadline_engine::config::EngineConfig {
+    use threadline_engine::config::{EngineConfig, MILLISECOND, SECOND, TypePolicy};
+    EngineConfig {
+        default_policy: TypePolicy {
+            sla_nanos: engine.default_sla_secs.map(|s| s.saturating_mul(SECOND)),
+            stuck_after_nanos: engine.stuck_after_secs.saturating_mul(SECOND),
+            idle_timeout_nanos: engine.idle_timeout_secs.saturating_mul(SECOND),
+        },
+        settle_nanos: engine.settle_ms.saturating_mul(MILLISECOND),
+        join_window_nanos: engine.join_window_ms.saturating_mul(MILLISECOND),
+        max_in_flight: engine.max_in_flight,
+        retain_finished_nanos: engine.retain_finished_secs.saturating_mul(SECOND),
     }
 }
 

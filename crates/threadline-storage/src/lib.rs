@@ -34,7 +34,7 @@ pub struct StoreStats {
 /// ingest pipeline (writes) and the API (reads), so they synchronise internally.
 pub trait SpanStore: Send + Sync + std::fmt::Debug {
     /// Stores a batch. Once this returns `Ok`, every span of it is readable.
-    fn append(&self, spans: Vec<Span>) -> Result<(), StoreError>;
+    fn append(&self, spans: &[Span]) -> Result<(), StoreError>;
 
     /// Every stored span of a trace, ordered by start time; empty when the trace is unknown.
     fn trace(&self, trace_id: TraceId) -> Result<Vec<Span>, StoreError>;

@@ -33,9 +33,9 @@ impl MemoryStore {
 }
 
 impl SpanStore for MemoryStore {
-    fn append(&self, spans: Vec<Span>) -> Result<(), StoreError> {
+    fn append(&self, spans: &[Span]) -> Result<(), StoreError> {
         let mut inner = self.inner.write();
-        for span in spans {
+        for span in spans.iter().cloned() {
             if !inner.services.contains(span.service_name()) {
                 inner.services.insert(span.service_name().to_owned());
             }

@@ -3,5 +3,6 @@
 //! that runs the real `threadline` binary on loopback ports ([`server`]).
 
 pub mod generate;
+pub mod python;
 pub mod server;
 pub mod spans;

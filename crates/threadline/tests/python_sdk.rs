@@ -4,51 +4,17 @@
 //! `/api/v1/traces/{id}` with ids, times, kinds, status, attributes, events, links, resource
 //! and scope intact.
 //!
-//! The SDK runs from the virtualenv the test command makes (`scripts/test.sh`); point
-//! `THREADLINE_TEST_PYTHON` at another interpreter to use it instead.
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use threadline_api_types::{SpanView, TraceResponse};
-use threadline_testsuite::server::{TempDir, TestServer};
+use threadline_testsuite::server::TestServer;
 
 /// Each flow makes seven spans in two traces.
 const FLOWS: usize = 500;
-
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("THREADLINE_TEST_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.venv/bin/python"));
-    assert!(
-        venv.exists(),
-        "the OpenTelemetry Python SDK is needed: run scripts/test.sh once (it makes .venv), \
-         or set THREADLINE_TEST_PYTHON"
-    );
-    venv
-}
-
-fn export_with_sdk(protocol: &str, endpoint: &str) -> Vec<Value> {
-    let dir = TempDir::new("python-sdk").unwrap();
-    let out = dir.path().join("spans.json");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/interop/otel_sdk_export.py");
-    let output = std::process::Command::new(python())
-        .args([script, "--protocol", protocol, "--endpoint", endpoint])
-        .args(["--flows", &FLOWS.to_string(), "--out", out.to_str().unwrap()])
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "the SDK script failed: {}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
-}
 
 /// The fields the SDK recorded, taken from Threadline's view of the span in the same shape.
 fn comparable(span: &SpanView) -> Value {
@@ -105,8 +71,11 @@ async fn check_round_trip(server: &TestServer, recorded: &[Value]) {
 async fn grpc_exporter_spans_round_trip() {
     let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
     let endpoint = server.otlp_grpc_url();
-    let recorded =
-        tokio::task::spawn_blocking(move || export_with_sdk("grpc", &endpoint)).await.unwrap();
+    let recorded = tokio::task::spawn_blocking(move || {
+        threadline_testsuite::python::export_flows("grpc", &endpoint, FLOWS).unwrap()
+    })
+    .await
+    .unwrap();
     check_round_trip(&server, &recorded).await;
 }
 
@@ -114,7 +83,10 @@ async fn grpc_exporter_spans_round_trip() {
 async fn http_protobuf_exporter_spans_round_trip() {
     let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
     let endpoint = server.otlp_http_url();
-    let recorded =
-        tokio::task::spawn_blocking(move || export_with_sdk("http", &endpoint)).await.unwrap();
+    let recorded = tokio::task::spawn_blocking(move || {
+        threadline_testsuite::python::export_flows("http", &endpoint, FLOWS).unwrap()
+    })
+    .await
+    .unwrap();
     check_round_trip(&server, &recorded).await;
 }

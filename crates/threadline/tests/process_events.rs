@@ -1,0 +1,121 @@
+//! The process engine live in the running server: the OpenTelemetry Python SDK emits
+//! checkouts whose consumer starts a new trace linked to its producer; `completed` appears on
+//! the event stream for each, and the process API shows both traces joined.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use threadline_api_types::{ProcessEventView, ProcessListResponse, ProcessResponse};
+use threadline_testsuite::server::TestServer;
+
+/// Reads Server-Sent Events until `done` says so or the timeout passes.
+async fn read_events(
+    mut response: reqwest::Response,
+    timeout: Duration,
+    mut done: impl FnMut(&[ProcessEventView]) -> bool,
+) -> Vec<ProcessEventView> {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&events) {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
+        let Ok(Ok(Some(chunk))) = chunk else { break };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
+                events.push(serde_json::from_str(data).unwrap());
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flows() {
+    let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
+    let stream = reqwest::get(format!("{}/api/v1/events?kind=started,completed", server.api_url()))
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    let endpoint = server.otlp_http_url();
+    let recorded = tokio::task::spawn_blocking(move || {
+        threadline_testsuite::python::export_flows("http", &endpoint, 3).unwrap()
+    })
+    .await
+    .unwrap();
+    let roots: BTreeSet<String> = recorded
+        .iter()
+        .filter(|s| s["name"] == "POST /checkout")
+        .map(|s| s["traceId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roots.len(), 3);
+
+    let events = read_events(stream, Duration::from_secs(30), |events| {
+        roots.iter().all(|id| events.iter().any(|e| e.kind == "completed" && e.process_id == *id))
+    })
+    .await;
+    for id in &roots {
+        let of =
+            |kind: &str| events.iter().filter(|e| e.process_id == *id && e.kind == kind).count();
+        assert_eq!((of("started"), of("completed")), (1, 1), "process {id}: {events:#?}");
+    }
+    // Consumer traces joined their producers' processes: no process of their own.
+    assert!(events.iter().all(|e| roots.contains(&e.process_id)), "{events:#?}");
+    let completed = events.iter().find(|e| e.kind == "completed").unwrap();
+    assert_eq!(completed.process_type, "frontend: POST /checkout");
+    assert_eq!(completed.detail, "structural");
+
+    // The process by a consumer trace's id: both traces, every span on the timeline.
+    let consumer_trace = recorded
+        .iter()
+        .find(|s| s["name"] == "orders process")
+        .map(|s| s["traceId"].as_str().unwrap().to_owned())
+        .unwrap();
+    let response: ProcessResponse =
+        server.api_json(&format!("/api/v1/processes/{consumer_trace}")).await.unwrap();
+    let process = &response.process;
+    assert_eq!(process.state, "completed");
+    assert_eq!(process.completion_mode.as_deref(), Some("structural"));
+    assert_eq!(process.trace_ids.len(), 2);
+    assert!(roots.contains(&process.id));
+    assert_eq!(process.trace_ids[1], consumer_trace);
+    assert_eq!(response.timeline.len(), 7);
+    assert_eq!(process.spans, 7);
+    assert!(process.waiting_for.is_empty());
+
+    // And by business key.
+    let order = &process.keys["order.id"];
+    let found: ProcessListResponse =
+        server.api_json(&format!("/api/v1/processes?key=order.id:{order}")).await.unwrap();
+    assert_eq!(found.processes.len(), 1);
+    assert_eq!(found.processes[0].id, process.id);
+}
+
+#[tokio::test]
+async fn process_api_errors_are_clear() {
+    let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
+    let cases = [
+        "/api/v1/processes/xyz",
+        "/api/v1/processes/0102030405060708090a0b0c0d0e0f10",
+        "/api/v1/processes",
+        "/api/v1/processes?key=order.id",
+        "/api/v1/events?kind=finished",
+    ];
+    let mut answers = Vec::new();
+    for path in cases {
+        let (status, body) = server.api_get(path).await.unwrap();
+        answers.push(format!("{status} {body}"));
+    }
+    expect_test::expect![[r#"
+        400 {"error":{"code":"invalid_argument","message":"process id \"xyz\" must be 32 hex digits, got 3 characters"}}
+        404 {"error":{"code":"not_found","message":"process 0102030405060708090a0b0c0d0e0f10 not found"}}
+        400 {"error":{"code":"invalid_argument","message":"query parameter key is required, as in key=order.id:123"}}
+        400 {"error":{"code":"invalid_argument","message":"key \"order.id\" must be NAME:VALUE, as in order.id:123"}}
+        400 {"error":{"code":"invalid_argument","message":"kind \"finished\" is not one of started, completed, failed, sla_breached, stuck, spec_violated, reopened"}}"#]]
+    .assert_eq(&answers.join("\n"));
+}
