@@ -1,9 +1,10 @@
 //! One shard of the process engine. See the crate documentation for the model; the rules are
 //! in `docs/engine.md`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use thin_vec::ThinVec;
 use threadline_core::id::TraceId;
 use threadline_core::span::{Span, StatusCode};
 use threadline_core::value::AnyValue;
@@ -13,9 +14,10 @@ use crate::event::{Event, EventKind};
 use crate::keys;
 use crate::messaging::{self, Role};
 use crate::process::{
-    Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, STARTED, STUCK, State, TRUNCATED,
-    fingerprint,
+    ANY_GROUP, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, STARTED, STUCK, State,
+    TRUNCATED, fingerprint,
 };
+use crate::slab::Slab;
 use crate::timers::Timers;
 
 /// Most span fingerprints kept per process; past it the process is marked truncated and
@@ -113,11 +115,12 @@ pub struct EngineStats {
 pub struct Engine {
     config: EngineConfig,
     policies: HashMap<u32, TypePolicy>,
-    slots: Vec<Option<Process>>,
+    slots: Slab,
     free: Vec<u32>,
     generations: Vec<u32>,
     by_trace: HashMap<TraceId, u32>,
-    by_key: HashMap<u64, Vec<u32>>,
+    /// (hash of key and value, slot): a range scan finds every process with a key.
+    by_key: BTreeSet<(u64, u32)>,
     timers: Timers,
     channels: Vec<ChannelState>,
     channel_ids: HashMap<(u32, u32), u32>,
@@ -134,11 +137,11 @@ impl Engine {
         Self {
             config,
             policies: HashMap::new(),
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: Vec::new(),
             generations: Vec::new(),
             by_trace: HashMap::new(),
-            by_key: HashMap::new(),
+            by_key: BTreeSet::new(),
             timers: Timers::default(),
             channels: Vec::new(),
             channel_ids: HashMap::new(),
@@ -228,7 +231,7 @@ impl Engine {
             (None, [target]) => {
                 self.by_trace.insert(span.trace_id, *target);
                 if let Some(p) = self.slots[*target as usize].as_mut() {
-                    p.traces.push(span.trace_id);
+                    p.extra_mut().traces.push(span.trace_id);
                 }
                 Some(*target)
             }
@@ -274,10 +277,8 @@ impl Engine {
         let hash = key_hash(key_id, value);
         let mut ids: Vec<TraceId> = self
             .by_key
-            .get(&hash)
-            .into_iter()
-            .flatten()
-            .filter_map(|slot| self.slots.get(*slot as usize)?.as_ref())
+            .range((hash, 0)..=(hash, u32::MAX))
+            .filter_map(|(_, slot)| self.slots.get(*slot as usize)?.as_ref())
             .filter(|p| p.keys.iter().any(|(k, v)| *k == key_id && &**v == value))
             .map(|p| p.id)
             .collect();
@@ -295,7 +296,7 @@ impl Engine {
     }
 
     fn view(&self, p: &Process) -> ProcessView {
-        let mut joined = p.traces.clone();
+        let mut joined = p.joined_traces().to_vec();
         joined.sort_unstable();
         let mut traces = vec![p.id];
         traces.extend(joined);
@@ -305,11 +306,8 @@ impl Engine {
             pending.sort_by_key(|m| (m.since, m.message));
             for m in pending {
                 let channel = &self.channels[m.channel as usize];
-                let groups: Vec<&str> = if m.any {
-                    vec!["*"]
-                } else {
-                    m.awaiting.iter().map(|g| self.strings.name(*g)).collect()
-                };
+                let groups: Vec<&str> =
+                    if m.awaiting & ANY_GROUP != 0 { vec!["*"] } else { self.awaited_groups(m) };
                 for group in groups {
                     waiting_for.push(Waiting::Message {
                         system: self.strings.name(channel.system).to_owned(),
@@ -346,7 +344,7 @@ impl Engine {
                 .map(|(k, v)| (self.strings.name(*k).to_owned(), v.to_string()))
                 .collect(),
             waiting_for,
-            failure: p.failure.as_deref().map(str::to_owned),
+            failure: p.failure().map(str::to_owned),
         }
     }
 
@@ -375,7 +373,7 @@ impl Engine {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                self.slots.push(None);
+                self.slots.push_empty();
                 self.generations.push(0);
                 u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
             }
@@ -396,18 +394,17 @@ impl Engine {
         if absorbed.state == State::Running {
             self.running -= 1;
         }
-        for trace in std::iter::once(absorbed.id).chain(absorbed.traces.iter().copied()) {
+        for trace in std::iter::once(absorbed.id).chain(absorbed.joined_traces().iter().copied()) {
             self.by_trace.insert(trace, into);
         }
         for (key, value) in &absorbed.keys {
-            let list = self.by_key.entry(key_hash(*key, value)).or_default();
-            list.retain(|s| *s != from);
-            if !list.contains(&into) {
-                list.push(into);
-            }
+            let hash = key_hash(*key, value);
+            self.by_key.remove(&(hash, from));
+            self.by_key.insert((hash, into));
         }
+        let channels = &self.channels;
         if let Some(p) = self.slots[into as usize].as_mut() {
-            p.absorb(absorbed);
+            p.absorb(absorbed, &|channel, group| group_bit(channels, channel, group));
         }
         into
     }
@@ -440,8 +437,9 @@ impl Engine {
     }
 
     fn consume(&mut self, slot: u32, message: u32, group: u32, now: u64) {
+        let channels = &self.channels;
         let Some(p) = self.slots[slot as usize].as_mut() else { return };
-        if p.consume(message, group) {
+        if p.consume(message, group, &|channel, group| group_bit(channels, channel, group)) {
             p.last_activity = p.last_activity.max(now);
             self.rearm(slot);
         }
@@ -451,7 +449,6 @@ impl Engine {
     fn record(&mut self, slot: u32, span: &Span, joined_by_link: bool, now: u64) {
         let role = messaging::role(span);
         let service = self.strings.intern(span.service_name());
-        let operation = self.strings.intern(&span.name);
         let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
         for kv in &span.attributes {
             if keys::is_default_key(&kv.key) {
@@ -496,6 +493,10 @@ impl Engine {
         } else if !p.seen.contains(&me) {
             p.seen.push(me);
             p.dangling.retain(|d| *d != me);
+            if p.dangling.is_empty() {
+                // Most processes resolve every parent: give the memory back.
+                p.dangling = ThinVec::new();
+            }
         }
         let mut became_definite = false;
         match span.parent_span_id {
@@ -507,7 +508,6 @@ impl Engine {
             }
             None if !joined_by_link && span.trace_id == p.id => {
                 p.set(ROOT_SEEN);
-                p.root = Some((service, operation));
                 if p.type_id == 0 {
                     let name = format!("{}: {}", self.strings.name(service), span.name);
                     p.type_id = self.strings.intern(&name);
@@ -516,13 +516,12 @@ impl Engine {
                     p.clear(PROVISIONAL);
                     became_definite = true;
                 }
-                if failed_span && p.failure.is_none() {
-                    let message = if span.status.message.is_empty() {
+                if failed_span {
+                    p.set_failure(if span.status.message.is_empty() {
                         "root span has error status".to_owned()
                     } else {
                         format!("root span has error status: {}", span.status.message)
-                    };
-                    p.failure = Some(message.into_boxed_str());
+                    });
                 }
             }
             None => {}
@@ -531,32 +530,44 @@ impl Engine {
         // Messages sent by this span.
         if let Some(channel) = producer {
             let message = me;
-            let mut awaiting = subscribers;
-            awaiting.retain(|g| !p.consumed.contains(&(message, *g)));
-            let consumed_any = p.consumed.iter().any(|(m, _)| *m == message);
-            p.consumed.retain(|(m, _)| *m != message);
-            let any = awaiting.is_empty() && !consumed_any && {
-                // No subscriber known for the channel: wait for the first consumer of any group.
-                self.channels[channel as usize].subscribers.is_empty()
+            // Groups that consumed it before the producer arrived owe nothing more.
+            let early: Vec<u32> = match p.extra.as_mut() {
+                Some(extra) => {
+                    let groups = extra
+                        .consumed
+                        .iter()
+                        .filter(|(m, _)| *m == message)
+                        .map(|(_, g)| *g)
+                        .collect();
+                    extra.consumed.retain(|(m, _)| *m != message);
+                    groups
+                }
+                None => Vec::new(),
             };
-            if (!awaiting.is_empty() || any) && !p.pending.iter().any(|m| m.message == message) {
-                p.pending.push(Pending { message, channel, awaiting, any, since: now });
+            let mut awaiting = 0u64;
+            for (i, group) in subscribers.iter().take(63).enumerate() {
+                if !early.contains(group) {
+                    awaiting |= 1 << i;
+                }
             }
-            if let Some(destination) = dead_letter
-                && p.failure.is_none()
-            {
-                p.failure =
-                    Some(format!("message sent to dead-letter channel {destination}").into());
+            // No subscriber known for the channel: the first consumer of any group settles it.
+            if subscribers.is_empty() && early.is_empty() {
+                awaiting = ANY_GROUP;
+            }
+            if awaiting != 0 && !p.pending.iter().any(|m| m.message == message) {
+                p.pending.reserve_exact(1);
+                p.pending.push(Pending { message, channel, awaiting, since: now });
+            }
+            if let Some(destination) = dead_letter {
+                p.set_failure(format!("message sent to dead-letter channel {destination}"));
             }
         }
 
         let p = self.slots[slot as usize].as_mut().expect("checked above");
         for (key, value) in key_ids {
             if !p.keys.iter().any(|(k, v)| *k == key && *v == value) {
-                let list = self.by_key.entry(key_hash(key, &value)).or_default();
-                if !list.contains(&slot) {
-                    list.push(slot);
-                }
+                self.by_key.insert((key_hash(key, &value), slot));
+                p.keys.reserve_exact(1);
                 p.keys.push((key, value));
             }
         }
@@ -567,7 +578,7 @@ impl Engine {
             self.emit_started(slot, now);
         }
         let p = self.slots[slot as usize].as_mut().expect("checked above");
-        if p.failure.is_some() && p.state == State::Running && !p.has(PROVISIONAL) {
+        if p.failure().is_some() && p.state == State::Running && !p.has(PROVISIONAL) {
             self.finish(slot, State::Failed, None, now);
         }
         self.rearm(slot);
@@ -597,8 +608,7 @@ impl Engine {
         p.state = state;
         p.mode = mode;
         p.finished_at = at;
-        p.clear(STUCK);
-        p.stuck_on = None;
+        p.unstick();
         self.running -= 1;
         let sla = self.policy(self.slots[slot as usize].as_ref().expect("present")).sla_nanos;
         let p = self.slots[slot as usize].as_mut().expect("present");
@@ -607,7 +617,7 @@ impl Engine {
         if late_breach {
             p.set(SLA_BREACHED);
         }
-        let failure = p.failure.as_deref().unwrap_or("").to_owned();
+        let failure = p.failure().unwrap_or("").to_owned();
         if late_breach {
             self.emit(slot, EventKind::SlaBreached, at, "finished after its deadline".to_owned());
         }
@@ -645,7 +655,7 @@ impl Engine {
             }
             self.emit_started(slot, t);
             let p = self.slots[slot as usize].as_ref().expect("present");
-            if p.failure.is_some() {
+            if p.failure().is_some() {
                 self.finish(slot, State::Failed, None, t);
                 self.rearm(slot);
                 return;
@@ -672,7 +682,7 @@ impl Engine {
             return;
         }
         if let Some(oldest) = p.oldest_blocking()
-            && p.stuck_on != Some(oldest.message)
+            && p.stuck_on() != Some(oldest.message)
             && !p.has(STUCK)
             && t >= oldest.since.saturating_add(policy.stuck_after_nanos)
         {
@@ -680,7 +690,7 @@ impl Engine {
             let detail = self.describe_wait(oldest);
             let p = self.slots[slot as usize].as_mut().expect("present");
             p.set(STUCK);
-            p.stuck_on = Some(message);
+            p.extra_mut().stuck_on = Some(message);
             self.emit(slot, EventKind::Stuck, t, detail);
         }
         let p = self.slots[slot as usize].as_ref().expect("present");
@@ -692,9 +702,22 @@ impl Engine {
         self.rearm(slot);
     }
 
+    /// Names of the consumer groups a message still waits for.
+    fn awaited_groups(&self, pending: &Pending) -> Vec<&str> {
+        let channel = &self.channels[pending.channel as usize];
+        channel
+            .subscribers
+            .iter()
+            .take(63)
+            .enumerate()
+            .filter(|(i, _)| pending.awaiting & (1 << i) != 0)
+            .map(|(_, g)| self.strings.name(*g))
+            .collect()
+    }
+
     fn describe_wait(&self, pending: &Pending) -> String {
         let channel = &self.channels[pending.channel as usize];
-        let groups: Vec<&str> = pending.awaiting.iter().map(|g| self.strings.name(*g)).collect();
+        let groups = self.awaited_groups(pending);
         format!(
             "waiting on {} {} for consumer group {} since {}",
             self.strings.name(channel.system),
@@ -750,22 +773,25 @@ impl Engine {
 
     fn remove(&mut self, slot: u32) {
         let Some(p) = self.slots[slot as usize].take() else { return };
-        for trace in std::iter::once(p.id).chain(p.traces.iter().copied()) {
+        for trace in std::iter::once(p.id).chain(p.joined_traces().iter().copied()) {
             if self.by_trace.get(&trace) == Some(&slot) {
                 self.by_trace.remove(&trace);
             }
         }
         for (key, value) in &p.keys {
-            let hash = key_hash(*key, value);
-            if let Some(list) = self.by_key.get_mut(&hash) {
-                list.retain(|s| *s != slot);
-                if list.is_empty() {
-                    self.by_key.remove(&hash);
-                }
-            }
+            self.by_key.remove(&(key_hash(*key, value), slot));
         }
         self.free.push(slot);
     }
+}
+
+/// The bit of `group` in the subscriber mask of `channel` (0 past the 63rd subscriber).
+fn group_bit(channels: &[ChannelState], channel: u32, group: u32) -> u64 {
+    channels
+        .get(channel as usize)
+        .and_then(|c| c.subscribers.iter().position(|g| *g == group))
+        .filter(|i| *i < 63)
+        .map_or(0, |i| 1 << i)
 }
 
 fn key_hash(key: u32, value: &str) -> u64 {

@@ -16,4 +16,5 @@ pub mod event;
 pub mod keys;
 pub mod messaging;
 mod process;
+mod slab;
 mod timers;

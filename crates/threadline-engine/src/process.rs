@@ -2,6 +2,7 @@
 //! Span ids are kept as 32-bit fingerprints: within one process a collision is vanishingly
 //! unlikely, and it would only make a missing parent look present.
 
+use thin_vec::ThinVec;
 use threadline_core::id::{SpanId, TraceId};
 
 pub const PROVISIONAL: u8 = 1;
@@ -48,16 +49,19 @@ impl Mode {
     }
 }
 
+/// In [`Pending::awaiting`]: the channel had no known subscriber when the message was sent,
+/// so the first consumer of any group settles it.
+pub const ANY_GROUP: u64 = 1 << 63;
+
 /// A message sent and not yet processed by every subscriber of its channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// Fingerprint of the producer span id.
     pub message: u32,
     pub channel: u32,
-    /// Consumer groups still to process it. Empty with `any` set: the channel had no known
-    /// subscriber when it was sent, so the first consumer of any group settles it.
-    pub awaiting: Vec<u32>,
-    pub any: bool,
+    /// Consumer groups still to process it: bit `i` is the channel's `i`-th subscriber
+    /// (the first 63 subscribers of a channel are tracked), or [`ANY_GROUP`].
+    pub awaiting: u64,
     /// Engine time the message was seen sent.
     pub since: u64,
 }
@@ -66,19 +70,27 @@ impl Pending {
     /// Whether the message waits on known subscribers (what makes a process stuck rather
     /// than merely incomplete).
     pub fn is_blocking(&self) -> bool {
-        !self.awaiting.is_empty()
+        self.awaiting & !ANY_GROUP != 0
     }
 }
 
+/// What few processes need: kept out of line so the common process stays small.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Consumptions (message, group) seen before their message's producer span.
+    pub consumed: Vec<(u32, u32)>,
+    /// Traces joined to this process besides its own.
+    pub traces: Vec<TraceId>,
+    pub failure: Option<Box<str>>,
+    /// The message the current `stuck` occurrence is about.
+    pub stuck_on: Option<u32>,
+}
+
+/// Per-process state. Collections are `ThinVec`s (one pointer each, nothing allocated while
+/// empty) and rare fields live in [`Extra`]: most processes are small and many are in flight.
 #[derive(Debug, Clone)]
 pub struct Process {
     pub id: TraceId,
-    pub generation: u32,
-    /// Interned type name; 0 until known.
-    pub type_id: u32,
-    pub state: State,
-    pub flags: u8,
-    pub mode: Option<Mode>,
     /// Earliest span start and latest span end, from the telemetry (ns since the epoch).
     pub start_nanos: u64,
     pub end_nanos: u64,
@@ -88,50 +100,44 @@ pub struct Process {
     pub finished_at: u64,
     /// The wake-up currently armed in the shard's timers (`u64::MAX`: none).
     pub armed: u64,
+    pub generation: u32,
+    /// Interned type name; 0 until known.
+    pub type_id: u32,
     pub spans: u32,
     pub error_spans: u32,
-    pub seen: Vec<u32>,
+    pub state: State,
+    pub flags: u8,
+    pub mode: Option<Mode>,
+    pub seen: ThinVec<u32>,
     /// Parents referenced by spans seen but not seen themselves.
-    pub dangling: Vec<u32>,
-    pub pending: Vec<Pending>,
-    /// Consumptions (message, group) seen before their message's producer span.
-    pub consumed: Vec<(u32, u32)>,
-    /// The message the current `stuck` occurrence is about.
-    pub stuck_on: Option<u32>,
-    /// Traces joined to this process besides its own.
-    pub traces: Vec<TraceId>,
-    pub keys: Vec<(u32, Box<str>)>,
-    /// Interned service and operation of the process root span.
-    pub root: Option<(u32, u32)>,
-    pub failure: Option<Box<str>>,
+    pub dangling: ThinVec<u32>,
+    pub pending: ThinVec<Pending>,
+    pub keys: ThinVec<(u32, Box<str>)>,
+    pub extra: Option<Box<Extra>>,
 }
 
 impl Process {
     pub fn new(id: TraceId, generation: u32, now: u64) -> Self {
         Self {
             id,
-            generation,
-            type_id: 0,
-            state: State::Running,
-            flags: PROVISIONAL,
-            mode: None,
             start_nanos: u64::MAX,
             end_nanos: 0,
             first_seen: now,
             last_activity: now,
             finished_at: 0,
             armed: u64::MAX,
+            generation,
+            type_id: 0,
             spans: 0,
             error_spans: 0,
-            seen: Vec::new(),
-            dangling: Vec::new(),
-            pending: Vec::new(),
-            consumed: Vec::new(),
-            stuck_on: None,
-            traces: Vec::new(),
-            keys: Vec::new(),
-            root: None,
-            failure: None,
+            state: State::Running,
+            flags: PROVISIONAL,
+            mode: None,
+            seen: ThinVec::new(),
+            dangling: ThinVec::new(),
+            pending: ThinVec::new(),
+            keys: ThinVec::new(),
+            extra: None,
         }
     }
 
@@ -145,6 +151,36 @@ impl Process {
 
     pub fn clear(&mut self, flag: u8) {
         self.flags &= !flag;
+    }
+
+    pub fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|e| e.failure.as_deref())
+    }
+
+    pub fn set_failure(&mut self, reason: String) {
+        if self.failure().is_none() {
+            self.extra_mut().failure = Some(reason.into_boxed_str());
+        }
+    }
+
+    pub fn stuck_on(&self) -> Option<u32> {
+        self.extra.as_ref().and_then(|e| e.stuck_on)
+    }
+
+    /// Clears the stuck flag and the message it was about.
+    pub fn unstick(&mut self) {
+        self.clear(STUCK);
+        if let Some(extra) = self.extra.as_mut() {
+            extra.stuck_on = None;
+        }
+    }
+
+    pub fn joined_traces(&self) -> &[TraceId] {
+        self.extra.as_ref().map_or(&[], |e| &e.traces)
     }
 
     /// Nothing pending, no missing parent, root seen: the process looks finished.
@@ -169,29 +205,33 @@ impl Process {
         self.end_nanos.saturating_sub(self.start_nanos)
     }
 
-    /// Records a consumption of `message` by `group`; returns whether it settled a pending
-    /// message of this process.
-    pub fn consume(&mut self, message: u32, group: u32) -> bool {
+    /// Records a consumption of `message` by `group`; `bit` gives a group's bit in a
+    /// channel's subscriber mask. Returns whether it settled part of a pending message.
+    pub fn consume(&mut self, message: u32, group: u32, bit: &dyn Fn(u32, u32) -> u64) -> bool {
         if let Some(i) = self.pending.iter().position(|p| p.message == message) {
             let pending = &mut self.pending[i];
-            pending.awaiting.retain(|g| *g != group);
-            if pending.awaiting.is_empty() {
+            if pending.awaiting & ANY_GROUP != 0 {
+                pending.awaiting = 0;
+            } else {
+                pending.awaiting &= !bit(pending.channel, group);
+            }
+            if pending.awaiting == 0 {
                 self.pending.swap_remove(i);
-                if self.stuck_on == Some(message) {
-                    self.stuck_on = None;
-                    self.clear(STUCK);
+                if self.stuck_on() == Some(message) {
+                    self.unstick();
                 }
             }
             return true;
         }
-        if !self.consumed.contains(&(message, group)) {
-            self.consumed.push((message, group));
+        let extra = self.extra_mut();
+        if !extra.consumed.contains(&(message, group)) {
+            extra.consumed.push((message, group));
         }
         false
     }
 
     /// Folds `other` (a process joining through a link) into this one.
-    pub fn absorb(&mut self, other: Process) {
+    pub fn absorb(&mut self, other: Process, bit: &dyn Fn(u32, u32) -> u64) {
         let Process {
             id,
             flags,
@@ -204,14 +244,19 @@ impl Process {
             seen,
             dangling,
             pending,
-            consumed,
-            traces,
             keys,
-            failure,
+            extra,
             ..
         } = other;
-        self.traces.push(id);
-        self.traces.extend(traces);
+        let other_extra = extra.map(|e| *e).unwrap_or_default();
+        {
+            let mine = self.extra_mut();
+            mine.traces.push(id);
+            mine.traces.extend(other_extra.traces);
+            if mine.failure.is_none() {
+                mine.failure = other_extra.failure;
+            }
+        }
         self.flags |= flags & (TRUNCATED | SLA_BREACHED);
         self.start_nanos = self.start_nanos.min(start_nanos);
         self.end_nanos = self.end_nanos.max(end_nanos);
@@ -227,21 +272,16 @@ impl Process {
         }
         self.seen.extend(seen);
         self.pending.extend(pending);
-        for (message, group) in consumed {
-            self.consume(message, group);
-        }
-        // Consumptions recorded here before the producer joined may settle what came in.
-        let early = std::mem::take(&mut self.consumed);
+        // Consumptions recorded on either side before their producer joined.
+        let mut early = std::mem::take(&mut self.extra_mut().consumed);
+        early.extend(other_extra.consumed);
         for (message, group) in early {
-            self.consume(message, group);
+            self.consume(message, group, bit);
         }
         for key in keys {
             if !self.keys.contains(&key) {
                 self.keys.push(key);
             }
-        }
-        if self.failure.is_none() {
-            self.failure = failure;
         }
     }
 }

@@ -6,11 +6,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+/// Ordered by time, then slot, so simultaneous wake-ups pop in a deterministic order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Wake {
     pub at: u64,
-    /// Arming order, so simultaneous wake-ups pop in a deterministic order.
-    pub seq: u64,
     pub slot: u32,
     /// The slot's generation when armed: a reused slot ignores its predecessor's timers.
     pub generation: u32,
@@ -19,13 +18,11 @@ pub struct Wake {
 #[derive(Debug, Default)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<Wake>>,
-    seq: u64,
 }
 
 impl Timers {
     pub fn arm(&mut self, at: u64, slot: u32, generation: u32) {
-        self.seq += 1;
-        self.heap.push(Reverse(Wake { at, seq: self.seq, slot, generation }));
+        self.heap.push(Reverse(Wake { at, slot, generation }));
     }
 
     /// The earliest wake-up due at or before `now`, if any.
