@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod spec;
+
 /// The configuration format version this build reads.
 pub const CONFIG_VERSION: u32 = 1;
 

@@ -1,7 +1,7 @@
 //! One shard of the process engine. See the crate documentation for the model; the rules are
 //! in `docs/engine.md`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use thin_vec::ThinVec;
@@ -14,11 +14,12 @@ use crate::event::{Event, EventKind};
 use crate::keys;
 use crate::messaging::{self, Role};
 use crate::process::{
-    ANY_GROUP, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, STARTED, STUCK, State,
-    TRUNCATED, fingerprint,
+    ANY_GROUP, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, SPEC_TYPE, STARTED,
+    STUCK, State, StepSeen, TRUNCATED, fingerprint,
 };
 use crate::slab::Slab;
 use crate::timers::Timers;
+use threadline_config::spec::{ProcessSpec, Recognize};
 
 /// Most span fingerprints kept per process; past it the process is marked truncated and
 /// completes by quiescence.
@@ -66,6 +67,32 @@ struct ChannelState {
     dead_letter: bool,
 }
 
+/// A spec's step, with interned names.
+#[derive(Debug, Clone)]
+struct StepRule {
+    service: u32,
+    operation: u32,
+    order: Option<u32>,
+    min: u32,
+    max: Option<u32>,
+    terminal: bool,
+    critical: bool,
+}
+
+/// What the engine keeps of one spec.
+#[derive(Debug, Clone, Default)]
+struct TypeRules {
+    steps: Vec<StepRule>,
+    forbid_errors: bool,
+    max_retries: Option<u32>,
+}
+
+/// The outcome of checking a completed process against its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecResult {
+    pub violations: Vec<String>,
+}
+
 /// Where a running process waits now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
@@ -97,6 +124,8 @@ pub struct ProcessView {
     pub keys: Vec<(String, String)>,
     pub waiting_for: Vec<Waiting>,
     pub failure: Option<String>,
+    /// The spec check of its last completion, for a process of a declared type.
+    pub spec: Option<SpecResult>,
 }
 
 /// Counters of the shard, for status and benchmarks.
@@ -115,6 +144,15 @@ pub struct EngineStats {
 pub struct Engine {
     config: EngineConfig,
     policies: HashMap<u32, TypePolicy>,
+    rules: HashMap<u32, TypeRules>,
+    /// (root service, root operation or 0 for any, type).
+    root_rules: Vec<(u32, u32, u32)>,
+    /// (attribute key, value, type).
+    attribute_rules: Vec<(String, String, u32)>,
+    /// (service, operation) pairs that some spec names as a step.
+    step_operations: HashSet<(u32, u32)>,
+    /// Business-key attribute names declared by specs, besides the default rule.
+    key_names: HashSet<String>,
     slots: Slab,
     free: Vec<u32>,
     generations: Vec<u32>,
@@ -137,6 +175,11 @@ impl Engine {
         Self {
             config,
             policies: HashMap::new(),
+            rules: HashMap::new(),
+            root_rules: Vec::new(),
+            attribute_rules: Vec::new(),
+            step_operations: HashSet::new(),
+            key_names: HashSet::new(),
             slots: Slab::default(),
             free: Vec::new(),
             generations: Vec::new(),
@@ -158,6 +201,56 @@ impl Engine {
     pub fn set_policy(&mut self, process_type: &str, policy: TypePolicy) {
         let id = self.strings.intern(process_type);
         self.policies.insert(id, policy);
+    }
+
+    /// Loads process specs: their types, policies (falling back to the default policy for
+    /// what a spec leaves out), steps, business keys and declared channel subscribers.
+    pub fn load_specs(&mut self, specs: &[ProcessSpec]) {
+        for spec in specs {
+            let type_id = self.strings.intern(&spec.name);
+            let default = &self.config.default_policy;
+            let policy = TypePolicy {
+                sla_nanos: spec.sla_nanos.or(default.sla_nanos),
+                stuck_after_nanos: spec.stuck_after_nanos.unwrap_or(default.stuck_after_nanos),
+                idle_timeout_nanos: spec.idle_timeout_nanos.unwrap_or(default.idle_timeout_nanos),
+            };
+            self.policies.insert(type_id, policy);
+            match &spec.recognize {
+                Recognize::Root { service, operation } => {
+                    let service = self.strings.intern(service);
+                    let operation = operation.as_deref().map_or(0, |o| self.strings.intern(o));
+                    self.root_rules.push((service, operation, type_id));
+                }
+                Recognize::Attribute { key, value } => {
+                    self.attribute_rules.push((key.clone(), value.clone(), type_id));
+                }
+            }
+            let mut rules = TypeRules {
+                steps: Vec::new(),
+                forbid_errors: spec.forbid.errors,
+                max_retries: spec.forbid.max_retries,
+            };
+            for step in &spec.steps {
+                let service = self.strings.intern(&step.service);
+                let operation = self.strings.intern(&step.operation);
+                self.step_operations.insert((service, operation));
+                rules.steps.push(StepRule {
+                    service,
+                    operation,
+                    order: step.order,
+                    min: step.min,
+                    max: step.max,
+                    terminal: step.terminal,
+                    critical: step.critical,
+                });
+            }
+            self.rules.insert(type_id, rules);
+            self.key_names.extend(spec.keys.iter().cloned());
+            for channel in &spec.channels {
+                let groups: Vec<&str> = channel.subscribers.iter().map(String::as_str).collect();
+                self.declare_subscribers(&channel.system, &channel.destination, &groups);
+            }
+        }
     }
 
     /// Declares the consumer groups subscribed to a channel (as a spec does), in addition to
@@ -345,6 +438,11 @@ impl Engine {
                 .collect(),
             waiting_for,
             failure: p.failure().map(str::to_owned),
+            spec: p
+                .extra
+                .as_ref()
+                .and_then(|e| e.violations.as_ref())
+                .map(|v| SpecResult { violations: v.iter().map(|s| s.to_string()).collect() }),
         }
     }
 
@@ -451,7 +549,7 @@ impl Engine {
         let service = self.strings.intern(span.service_name());
         let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
         for kv in &span.attributes {
-            if keys::is_default_key(&kv.key) {
+            if keys::is_default_key(&kv.key) || self.key_names.contains(&kv.key) {
                 let value = match &kv.value {
                     AnyValue::String(s) => s.clone(),
                     AnyValue::Int(i) => i.to_string(),
@@ -469,6 +567,26 @@ impl Engine {
         let dead_letter = producer
             .filter(|c| self.channels[*c as usize].dead_letter)
             .map(|c| self.strings.name(self.channels[c as usize].destination).to_owned());
+        // Types: a spec's attribute or root match, else inferred from the root span.
+        let attribute_type = self
+            .attribute_rules
+            .iter()
+            .find(|(key, value, _)| {
+                threadline_core::value::find(&span.attributes, key).and_then(AnyValue::as_str)
+                    == Some(value.as_str())
+            })
+            .map(|rule| rule.2);
+        let operation = self.strings.get(&span.name);
+        let root_type = self
+            .root_rules
+            .iter()
+            .find(|(s, o, _)| *s == service && (*o == 0 || Some(*o) == operation))
+            .map(|rule| rule.2);
+        let inferred_type = match span.parent_span_id {
+            None => Some(self.strings.intern(&format!("{}: {}", span.service_name(), span.name))),
+            Some(_) => None,
+        };
+        let step = operation.filter(|op| self.step_operations.contains(&(service, *op)));
 
         let Some(p) = self.slots[slot as usize].as_mut() else { return };
         let reopened = p.state == State::Completed;
@@ -484,6 +602,30 @@ impl Engine {
         let failed_span = span.status.code == StatusCode::Error;
         if failed_span {
             p.error_spans += 1;
+        }
+        if let Some(type_id) = attribute_type
+            && !p.has(SPEC_TYPE)
+        {
+            p.type_id = type_id;
+            p.set(SPEC_TYPE);
+        }
+        if let Some(operation) = step {
+            let start = span.start_time_unix_nano;
+            let steps = &mut p.extra_mut().steps;
+            match steps.iter_mut().find(|s| s.service == service && s.operation == operation) {
+                Some(seen) => {
+                    seen.count += 1;
+                    seen.first_start = seen.first_start.min(start);
+                    seen.error |= failed_span;
+                }
+                None => steps.push(StepSeen {
+                    service,
+                    operation,
+                    count: 1,
+                    first_start: start,
+                    error: failed_span,
+                }),
+            }
         }
 
         // Structure: parents seen, parents missing, the process root.
@@ -508,9 +650,13 @@ impl Engine {
             }
             None if !joined_by_link && span.trace_id == p.id => {
                 p.set(ROOT_SEEN);
-                if p.type_id == 0 {
-                    let name = format!("{}: {}", self.strings.name(service), span.name);
-                    p.type_id = self.strings.intern(&name);
+                if !p.has(SPEC_TYPE) {
+                    if let Some(type_id) = root_type {
+                        p.type_id = type_id;
+                        p.set(SPEC_TYPE);
+                    } else if let Some(type_id) = inferred_type {
+                        p.type_id = type_id;
+                    }
                 }
                 if p.has(PROVISIONAL) {
                     p.clear(PROVISIONAL);
@@ -577,11 +723,113 @@ impl Engine {
         if became_definite {
             self.emit_started(slot, now);
         }
+        self.check_critical_steps(slot);
         let p = self.slots[slot as usize].as_mut().expect("checked above");
         if p.failure().is_some() && p.state == State::Running && !p.has(PROVISIONAL) {
             self.finish(slot, State::Failed, None, now);
         }
         self.rearm(slot);
+    }
+
+    /// Fails a process of a declared type whose critical step has an error status.
+    fn check_critical_steps(&mut self, slot: u32) {
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        if !p.has(SPEC_TYPE) || p.failure().is_some() {
+            return;
+        }
+        let Some(rules) = self.rules.get(&p.type_id) else { return };
+        let failed = p.extra.as_ref().and_then(|extra| {
+            extra.steps.iter().find(|seen| {
+                seen.error
+                    && rules.steps.iter().any(|r| {
+                        r.critical && r.service == seen.service && r.operation == seen.operation
+                    })
+            })
+        });
+        if let Some(seen) = failed {
+            let reason = format!(
+                "critical step {} {} has error status",
+                self.strings.name(seen.service),
+                self.strings.name(seen.operation)
+            );
+            p.set_failure(reason);
+        }
+    }
+
+    /// Structurally complete, and every terminal step of its spec seen.
+    fn complete_structurally(&self, p: &Process) -> bool {
+        if !p.structurally_complete() {
+            return false;
+        }
+        let Some(rules) = self.rules.get(&p.type_id).filter(|_| p.has(SPEC_TYPE)) else {
+            return true;
+        };
+        let seen = p.extra.as_ref().map_or(&[][..], |e| &e.steps);
+        rules.steps.iter().filter(|r| r.terminal).all(|r| {
+            seen.iter().any(|s| s.service == r.service && s.operation == r.operation && s.count > 0)
+        })
+    }
+
+    /// Every way a finished process of a declared type departs from its spec.
+    fn spec_violations(&self, p: &Process) -> Vec<String> {
+        let Some(rules) = self.rules.get(&p.type_id) else { return Vec::new() };
+        let seen = p.extra.as_ref().map_or(&[][..], |e| &e.steps);
+        let name = |r: &StepRule| {
+            format!("{} {}", self.strings.name(r.service), self.strings.name(r.operation))
+        };
+        let count_of = |r: &StepRule| {
+            seen.iter().find(|s| s.service == r.service && s.operation == r.operation)
+        };
+        let mut violations = Vec::new();
+        for rule in &rules.steps {
+            let count = count_of(rule).map_or(0, |s| s.count);
+            if count < rule.min {
+                if count == 0 {
+                    violations.push(format!("missing step {}", name(rule)));
+                } else {
+                    violations.push(format!(
+                        "step {} happened {count} times, fewer than {}",
+                        name(rule),
+                        rule.min
+                    ));
+                }
+            }
+            if let Some(max) = rule.max
+                && count > max
+            {
+                violations
+                    .push(format!("step {} happened {count} times, more than {max}", name(rule)));
+            }
+            if let Some(retries) = rules.max_retries
+                && count > retries.saturating_add(1)
+            {
+                violations.push(format!(
+                    "step {} retried {} times, more than {retries}",
+                    name(rule),
+                    count - 1
+                ));
+            }
+        }
+        let mut ordered: Vec<(u32, u64, &StepRule)> = rules
+            .steps
+            .iter()
+            .filter_map(|r| Some((r.order?, count_of(r)?.first_start, r)))
+            .collect();
+        ordered.sort_by_key(|(order, start, _)| (*order, *start));
+        for pair in ordered.windows(2) {
+            let ((order_a, start_a, a), (order_b, start_b, b)) = (pair[0], pair[1]);
+            if order_a < order_b && start_b < start_a {
+                violations.push(format!(
+                    "step {} (order {order_b}) happened before step {} (order {order_a})",
+                    name(b),
+                    name(a)
+                ));
+            }
+        }
+        if rules.forbid_errors && p.error_spans > 0 {
+            violations.push(format!("{} spans have error status", p.error_spans));
+        }
+        violations
     }
 
     fn emit_started(&mut self, slot: u32, at: u64) {
@@ -628,6 +876,18 @@ impl Engine {
             }
             State::Failed => self.emit(slot, EventKind::Failed, at, failure),
             State::Running => {}
+        }
+        // On completion, a process of a declared type is checked against its spec.
+        let p = self.slots[slot as usize].as_ref().expect("present");
+        if state == State::Completed && p.has(SPEC_TYPE) {
+            let violations = self.spec_violations(p);
+            let detail = violations.join("; ");
+            let p = self.slots[slot as usize].as_mut().expect("present");
+            p.extra_mut().violations =
+                Some(violations.into_iter().map(String::into_boxed_str).collect());
+            if !detail.is_empty() {
+                self.emit(slot, EventKind::SpecViolated, at, detail);
+            }
         }
     }
 
@@ -676,7 +936,7 @@ impl Engine {
             self.emit(slot, EventKind::SlaBreached, t, format!("deadline {deadline}"));
         }
         let p = self.slots[slot as usize].as_ref().expect("present");
-        if p.structurally_complete() && t >= p.last_activity.saturating_add(settle) {
+        if self.complete_structurally(p) && t >= p.last_activity.saturating_add(settle) {
             self.finish(slot, State::Completed, Some(Mode::Structural), t);
             self.rearm(slot);
             return;
@@ -746,7 +1006,7 @@ impl Engine {
         {
             wake = wake.min(p.start_nanos.saturating_add(sla));
         }
-        if p.structurally_complete() {
+        if self.complete_structurally(p) {
             wake = wake.min(p.last_activity.saturating_add(self.config.settle_nanos));
         }
         if let Some(oldest) = p.oldest_blocking()

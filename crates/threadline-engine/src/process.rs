@@ -12,6 +12,19 @@ pub const SLA_BREACHED: u8 = 1 << 3;
 pub const STARTED: u8 = 1 << 4;
 /// Too many spans to track structure: completion falls back to quiescence.
 pub const TRUNCATED: u8 = 1 << 5;
+/// The type comes from a spec (attribute or root match), not inferred from the root.
+pub const SPEC_TYPE: u8 = 1 << 6;
+
+/// How often a step of some spec happened in a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSeen {
+    pub service: u32,
+    pub operation: u32,
+    pub count: u32,
+    /// Earliest start among its occurrences (telemetry time).
+    pub first_start: u64,
+    pub error: bool,
+}
 
 /// The lifecycle state of a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +97,10 @@ pub struct Extra {
     pub failure: Option<Box<str>>,
     /// The message the current `stuck` occurrence is about.
     pub stuck_on: Option<u32>,
+    /// Occurrences of operations that some spec names as a step.
+    pub steps: Vec<StepSeen>,
+    /// The spec check of the last completion: `None` before any.
+    pub violations: Option<Vec<Box<str>>>,
 }
 
 /// Per-process state. Collections are `ThinVec`s (one pointer each, nothing allocated while
@@ -234,6 +251,7 @@ impl Process {
     pub fn absorb(&mut self, other: Process, bit: &dyn Fn(u32, u32) -> u64) {
         let Process {
             id,
+            type_id,
             flags,
             start_nanos,
             end_nanos,
@@ -256,8 +274,26 @@ impl Process {
             if mine.failure.is_none() {
                 mine.failure = other_extra.failure;
             }
+            for step in other_extra.steps {
+                match mine
+                    .steps
+                    .iter_mut()
+                    .find(|s| s.service == step.service && s.operation == step.operation)
+                {
+                    Some(seen) => {
+                        seen.count += step.count;
+                        seen.first_start = seen.first_start.min(step.first_start);
+                        seen.error |= step.error;
+                    }
+                    None => mine.steps.push(step),
+                }
+            }
         }
         self.flags |= flags & (TRUNCATED | SLA_BREACHED);
+        if flags & SPEC_TYPE != 0 && !self.has(SPEC_TYPE) {
+            self.type_id = type_id;
+            self.set(SPEC_TYPE);
+        }
         self.start_nanos = self.start_nanos.min(start_nanos);
         self.end_nanos = self.end_nanos.max(end_nanos);
         self.first_seen = self.first_seen.min(first_seen);

@@ -308,3 +308,187 @@ fn business_keys_find_the_process() {
     assert!(sim.engine.find_by_key("host.id", "h1").is_empty());
     assert_eq!(sim.process(1).keys, vec![("order.id".to_owned(), "o-123".to_owned())]);
 }
+
+const SPECS: &str = r#"
+version = 1
+
+[[process]]
+name = "checkout"
+root = { service = "frontend", operation = "POST /checkout" }
+sla = "10s"
+
+[process.forbid]
+errors = true
+max_retries = 1
+
+[[process.step]]
+service = "checkout"
+operation = "orders send"
+order = 1
+
+[[process.step]]
+service = "payments"
+operation = "orders process"
+order = 2
+critical = true
+
+[[process.step]]
+service = "mailer"
+operation = "send receipt"
+terminal = true
+
+[[process.channel]]
+system = "kafka"
+destination = "orders"
+subscribers = ["payments"]
+
+[[process]]
+name = "refund"
+attribute = { key = "process.type", value = "refund" }
+keys = ["refund.ref"]
+"#;
+
+fn spec_sim() -> Sim {
+    let mut sim = Sim::new();
+    let specs = threadline_config::spec::SpecFile::parse(SPECS, "specs.toml").unwrap();
+    sim.engine.load_specs(&specs.processes);
+    sim
+}
+
+fn receipt(t: u64, at: f64) -> Span {
+    span(t, 9, "mailer", "send receipt").parent(3).at(at, at + 0.01).build()
+}
+
+fn payment(t: u64, id: u64, at: f64) -> Span {
+    span(t, id, "payments", "orders process")
+        .parent(2)
+        .consumes("orders", "payments")
+        .at(at, at + 0.1)
+        .build()
+}
+
+#[test]
+fn a_process_following_its_spec_passes() {
+    let mut sim = spec_sim();
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(1.0, &[payment(1, 3, 0.5), receipt(1, 0.7)]);
+    sim.advance(30.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [checkout]
+        1.020s completed #1 [checkout] structural"#]]);
+    assert_eq!(sim.process(1).spec.unwrap().violations, Vec::<String>::new());
+}
+
+#[test]
+fn a_terminal_step_is_awaited_before_structural_completion() {
+    let mut sim = spec_sim();
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.arrive(1.0, &[payment(1, 3, 0.5)]);
+    sim.advance(5.0);
+    assert_eq!(sim.process(1).state.as_str(), "running", "the receipt is terminal");
+    sim.arrive(6.0, &[receipt(1, 5.9)]);
+    sim.advance(30.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [checkout]
+        6.020s completed #1 [checkout] structural"#]]);
+}
+
+#[test]
+fn every_kind_of_spec_violation_is_listed() {
+    let mut sim = spec_sim();
+    // The payment is processed before the order is sent (wrong order), three times (more
+    // retries than allowed), one of them with an error that is not critical... and the
+    // mailer fails: errors are forbidden.
+    sim.arrive(
+        0.2,
+        &[
+            checkout_root(1),
+            span(1, 2, "checkout", "orders send")
+                .parent(1)
+                .produces("orders")
+                .at(0.4, 0.41)
+                .build(),
+            payment(1, 3, 0.3),
+            payment(1, 4, 0.35),
+            payment(1, 5, 0.45),
+            span(1, 9, "mailer", "send receipt").parent(1).error("smtp down").at(0.5, 0.6).build(),
+        ],
+    );
+    sim.advance(30.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [checkout]
+        0.220s completed #1 [checkout] structural
+        0.220s spec_violated #1 [checkout] step payments orders process retried 2 times, more than 1; step payments orders process (order 2) happened before step checkout orders send (order 1); 1 spans have error status"#]]);
+    let spec = sim.process(1).spec.unwrap();
+    assert_eq!(spec.violations.len(), 3);
+
+    // A missing step.
+    let mut sim = spec_sim();
+    sim.arrive(0.2, &[checkout_root(2), span(2, 9, "mailer", "send receipt").parent(1).build()]);
+    sim.advance(30.0);
+    sim.check(expect![[r#"
+        0.200s started #2 [checkout]
+        0.220s completed #2 [checkout] structural
+        0.220s spec_violated #2 [checkout] missing step checkout orders send; missing step payments orders process"#]]);
+}
+
+#[test]
+fn an_error_on_a_critical_step_fails_the_process() {
+    let mut sim = spec_sim();
+    sim.arrive(
+        0.2,
+        &[
+            order_placed(1),
+            checkout_root(1),
+            span(1, 3, "payments", "orders process")
+                .parent(2)
+                .consumes("orders", "payments")
+                .error("card declined")
+                .build(),
+        ],
+    );
+    sim.check(expect![[r#"
+        0.200s started #1 [checkout]
+        0.200s failed #1 [checkout] critical step payments orders process has error status"#]]);
+}
+
+#[test]
+fn an_attribute_recognises_the_type_and_spec_keys_index_it() {
+    let mut sim = spec_sim();
+    sim.arrive(
+        0.2,
+        &[
+            span(7, 2, "payments", "refund card")
+                .parent(1)
+                .attr("process.type", "refund")
+                .attr("refund.ref", "R-9")
+                .build(),
+            span(7, 1, "backoffice", "POST /refunds").kind(SpanKind::Server).build(),
+        ],
+    );
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+        0.200s started #7 [refund]
+        0.220s completed #7 [refund] structural"#]]);
+    assert_eq!(sim.engine.find_by_key("refund.ref", "R-9"), vec![trace(7)]);
+}
+
+#[test]
+fn spec_timeouts_and_declared_subscribers_apply() {
+    let mut sim = spec_sim();
+    // Declared subscriber `payments`: the message blocks; the spec's 10 s SLA fires.
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1)]);
+    sim.advance(60.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [checkout]
+        10.000s sla_breached #1 [checkout] deadline T0+10.000s"#]]);
+    assert_eq!(
+        sim.process(1).waiting_for[0],
+        Waiting::Message {
+            system: "kafka".into(),
+            destination: "orders".into(),
+            group: "payments".into(),
+            since: secs(0.2)
+        }
+    );
+}
