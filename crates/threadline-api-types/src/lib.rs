@@ -354,6 +354,32 @@ pub struct ProcessSummary {
     pub waiting_for: Vec<WaitingView>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// For a process of a declared type: the spec check of its last completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<SpecCheckView>,
+    /// Who owns the process type, from its spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecCheckView {
+    pub passed: bool,
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnerView {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pager: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook: Option<String>,
 }
 
 /// One thing a running process waits for.

@@ -21,9 +21,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {message}")]
+    #[error("{path}: {message}")]
     Parse { path: String, message: String },
-    #[error("config file {path}: {message}")]
+    #[error("{path}: {message}")]
     Invalid { path: String, message: String },
 }
 
@@ -35,6 +35,9 @@ pub struct Config {
     /// Where Threadline keeps its data; defaults to the user's data directory.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// A process spec file (`docs/specs.md`); none by default.
+    #[serde(default)]
+    pub specs: Option<PathBuf>,
     #[serde(default)]
     pub listen: Listen,
     #[serde(default)]
@@ -52,6 +55,7 @@ impl Default for Config {
         Self {
             version: CONFIG_VERSION,
             data_dir: None,
+            specs: None,
             listen: Listen::default(),
             ingest: Ingest::default(),
             storage: Storage::default(),
@@ -299,9 +303,9 @@ mod tests {
     fn unknown_keys_name_the_line() {
         check(
             "version = 1\n[ingest]\nqueue_capacity = 10\n",
-            expect![[
-                r#"error: config file test.toml: line 3, column 1: unknown field `queue_capacity`, expected one of `queue_capacity_spans`, `max_request_bytes`, `max_decompressed_bytes`, `max_concurrent_requests`, `retry_after_secs`"#
-            ]],
+            expect![
+                "error: test.toml: line 3, column 1: unknown field `queue_capacity`, expected one of `queue_capacity_spans`, `max_request_bytes`, `max_decompressed_bytes`, `max_concurrent_requests`, `retry_after_secs`"
+            ],
         );
     }
 
@@ -309,29 +313,24 @@ mod tests {
     fn bad_values_name_the_line() {
         check(
             "version = 1\n[listen]\napi = \"localhost\"\n",
-            expect![[
-                r#"error: config file test.toml: line 3, column 7: invalid socket address syntax"#
-            ]],
+            expect!["error: test.toml: line 3, column 7: invalid socket address syntax"],
         );
         check(
             "version = 1\n[log]\nformat = \"xml\"\n",
-            expect![[
-                r#"error: config file test.toml: line 3, column 10: unknown variant `xml`, expected `text` or `json`"#
-            ]],
+            expect![
+                "error: test.toml: line 3, column 10: unknown variant `xml`, expected `text` or `json`"
+            ],
         );
     }
 
     #[test]
     fn version_is_required_and_checked() {
-        check(
-            "",
-            expect!["error: config file test.toml: line 1, column 1: missing field `version`"],
-        );
+        check("", expect!["error: test.toml: line 1, column 1: missing field `version`"]);
         check(
             "version = 2\n",
-            expect![[
-                r#"error: config file test.toml: version 2 is not supported: this threadline reads version 1"#
-            ]],
+            expect![
+                "error: test.toml: version 2 is not supported: this threadline reads version 1"
+            ],
         );
     }
 
@@ -339,9 +338,7 @@ mod tests {
     fn limits_are_validated() {
         check(
             "version = 1\n[ingest]\nqueue_capacity_spans = 0\n",
-            expect![[
-                r#"error: config file test.toml: ingest.queue_capacity_spans must be greater than 0"#
-            ]],
+            expect!["error: test.toml: ingest.queue_capacity_spans must be greater than 0"],
         );
     }
 }

@@ -341,43 +341,43 @@ mod tests {
     fn errors_name_the_line_or_the_field() {
         check(
             "version = 1\n[[process]]\nname = \"a\"\nroot = { service = \"x\" }\nsla = 30\n",
-            expect![[
-                r#"error: config file specs.toml: line 5, column 7: invalid type: integer `30`, expected a string"#
-            ]],
+            expect![
+                "error: specs.toml: line 5, column 7: invalid type: integer `30`, expected a string"
+            ],
         );
         check(
             "version = 1\n[[process]]\nname = \"a\"\nroot = { service = \"x\" }\nslo = \"30s\"\n",
-            expect![[
-                r#"error: config file specs.toml: line 5, column 1: unknown field `slo`, expected one of `name`, `root`, `attribute`, `keys`, `sla`, `stuck_after`, `idle_timeout`, `step`, `forbid`, `owner`, `channel`"#
-            ]],
+            expect![
+                "error: specs.toml: line 5, column 1: unknown field `slo`, expected one of `name`, `root`, `attribute`, `keys`, `sla`, `stuck_after`, `idle_timeout`, `step`, `forbid`, `owner`, `channel`"
+            ],
         );
         check(
             "version = 1\n[[process]]\nname = \"a\"\nroot = { service = \"x\" }\nsla = \"30 parsecs\"\n",
             expect![[
-                r#"error: config file specs.toml: process[0] ("a").sla: unknown unit "parsecs" in "30 parsecs": use ms, s, m, h or d"#
+                r#"error: specs.toml: process[0] ("a").sla: unknown unit "parsecs" in "30 parsecs": use ms, s, m, h or d"#
             ]],
         );
         check(
             "version = 1\n[[process]]\nname = \"a\"\n",
             expect![[
-                r#"error: config file specs.toml: process[0] ("a") needs root = { service = ... } or attribute = { key = ..., value = ... } to be recognised"#
+                r#"error: specs.toml: process[0] ("a") needs root = { service = ... } or attribute = { key = ..., value = ... } to be recognised"#
             ]],
         );
         check(
             "version = 1\n[[process]]\nname = \"a\"\nroot = { service = \"x\" }\n[[process.step]]\nservice = \"s\"\noperation = \"o\"\nmin = 3\nmax = 1\n",
             expect![[
-                r#"error: config file specs.toml: process[0] ("a").step[0].max (1) is less than min (3)"#
+                r#"error: specs.toml: process[0] ("a").step[0].max (1) is less than min (3)"#
             ]],
         );
         check(
             "version = 1\n[[process]]\nname = \"a\"\nroot = { service = \"x\" }\n[[process]]\nname = \"a\"\nroot = { service = \"y\" }\n",
-            expect![[r#"error: config file specs.toml: process[1].name "a" is declared twice"#]],
+            expect![[r#"error: specs.toml: process[1].name "a" is declared twice"#]],
         );
         check(
             "version = 2\n",
-            expect![[
-                r#"error: config file specs.toml: version 2 is not supported: this threadline reads spec version 1"#
-            ]],
+            expect![
+                "error: specs.toml: version 2 is not supported: this threadline reads spec version 1"
+            ],
         );
     }
 

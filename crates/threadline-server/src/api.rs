@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use threadline_api_types::{
-    EngineStatus, ErrorBody, IngestStatus, ProcessEventView, ProcessListResponse, ProcessResponse,
-    ProcessSummary, ServicesResponse, SpanView, StatusResponse, StoreStatus, TraceResponse,
-    WaitingView,
+    EngineStatus, ErrorBody, IngestStatus, OwnerView, ProcessEventView, ProcessListResponse,
+    ProcessResponse, ProcessSummary, ServicesResponse, SpanView, SpecCheckView, StatusResponse,
+    StoreStatus, TraceResponse, WaitingView,
 };
 use threadline_core::id::TraceId;
 use threadline_engine::engine::{ProcessView, Waiting};
@@ -34,6 +34,8 @@ pub struct ApiState {
     pub stats: Arc<IngestStats>,
     pub ready: Arc<AtomicBool>,
     pub engine: EngineHandle,
+    /// Owners of process types, from the specs.
+    pub owners: Arc<std::collections::HashMap<String, threadline_config::spec::Owner>>,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -158,7 +160,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     }
 }
 
-fn summary(view: &ProcessView) -> ProcessSummary {
+fn summary(view: &ProcessView, state: &ApiState) -> ProcessSummary {
     ProcessSummary {
         id: view.id.to_hex(),
         process_type: view.process_type.clone(),
@@ -190,6 +192,16 @@ fn summary(view: &ProcessView) -> ProcessSummary {
             })
             .collect(),
         failure: view.failure.clone(),
+        spec: view.spec.as_ref().map(|spec| SpecCheckView {
+            passed: spec.violations.is_empty(),
+            violations: spec.violations.clone(),
+        }),
+        owner: state.owners.get(&view.process_type).map(|owner| OwnerView {
+            team: owner.team.clone(),
+            pager: owner.pager.clone(),
+            repo: owner.repo.clone(),
+            runbook: owner.runbook.clone(),
+        }),
     }
 }
 
@@ -215,7 +227,7 @@ async fn process(
         let start = |s: &SpanView| s.start_time_unix_nano.parse::<u64>().unwrap_or(0);
         start(a).cmp(&start(b)).then_with(|| a.span_id.cmp(&b.span_id))
     });
-    Ok(Json(ProcessResponse { process: summary(&view), timeline }))
+    Ok(Json(ProcessResponse { process: summary(&view, &state), timeline }))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -235,7 +247,7 @@ async fn processes(
         return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));
     };
     let views = state.engine.by_key(name.to_owned(), value.to_owned()).await;
-    Ok(Json(ProcessListResponse { processes: views.iter().map(summary).collect() }))
+    Ok(Json(ProcessListResponse { processes: views.iter().map(|v| summary(v, &state)).collect() }))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -86,13 +86,17 @@ fn now_nanos() -> u64 {
 }
 
 /// Starts the engine thread.
-pub fn spawn(config: EngineConfig) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
+pub fn spawn(
+    config: EngineConfig,
+    specs: Vec<threadline_config::spec::ProcessSpec>,
+) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
     let (inbox, mut rx) = mpsc::channel(INBOX_BATCHES);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let publish = events.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let thread = std::thread::Builder::new().name("threadline-engine".into()).spawn(move || {
         let mut engine = Engine::new(config);
+        engine.load_specs(&specs);
         runtime.block_on(async move {
             loop {
                 let sleep = match engine.next_wake() {

@@ -78,7 +78,11 @@ pub struct Server {
 
 impl Server {
     /// Opens the data directory, binds every listener and starts serving.
-    pub async fn start(config: &Config, data_dir: &Path) -> Result<Self, ServerError> {
+    pub async fn start(
+        config: &Config,
+        data_dir: &Path,
+        specs: &threadline_config::spec::SpecFile,
+    ) -> Result<Self, ServerError> {
         let data_dir = DataDir::open(data_dir)?;
         let listen = &config.listen;
         let otlp_grpc = bind("otlp_grpc", listen.otlp_grpc).await?;
@@ -106,7 +110,8 @@ impl Server {
         let queue_monitor = queue.monitor();
         let receivers = Receivers::new(limits, queue, Arc::clone(&stats));
         let (engine, engine_thread) =
-            engine_task::spawn(engine_config(&config.engine)).map_err(ServerError::Runtime)?;
+            engine_task::spawn(engine_config(&config.engine), specs.processes.clone())
+                .map_err(ServerError::Runtime)?;
         let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store), engine.clone()));
 
         let shutdown = CancellationToken::new();
@@ -148,6 +153,13 @@ impl Server {
             stats: Arc::clone(&stats),
             ready: Arc::clone(&ready),
             engine,
+            owners: Arc::new(
+                specs
+                    .processes
+                    .iter()
+                    .filter_map(|p| Some((p.name.clone(), p.owner.clone()?)))
+                    .collect(),
+            ),
         };
         let api_stop = CancellationToken::new();
         let api_task = serve_http(api, api::router(api_state), api_stop.clone());
@@ -274,6 +286,8 @@ fn serve_http(
 pub struct Settings {
     pub config: Config,
     pub data_dir: PathBuf,
+    /// Validated process specs (from `config.specs`).
+    pub specs: threadline_config::spec::SpecFile,
 }
 
 /// Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. Creates the runtime.
@@ -284,7 +298,7 @@ pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
         .build()
         .map_err(ServerError::Runtime)?;
     runtime.block_on(async {
-        let server = Server::start(&settings.config, &settings.data_dir).await?;
+        let server = Server::start(&settings.config, &settings.data_dir, &settings.specs).await?;
         let token = server.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use threadline_config::spec::{Recognize, SpecFile};
 use threadline_config::{Config, LogFormat};
 
 /// Decoding allocates every string of every span; mimalloc takes about a quarter off the cost
@@ -26,7 +27,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: OTLP/gRPC, OTLP/HTTP and Zipkin receivers and the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Validate a process spec file and explain what it declares or what is wrong with it.
+    Check {
+        /// The spec file (TOML; see docs/specs.md).
+        spec_file: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,6 +40,9 @@ struct ServeArgs {
     /// Config file (TOML); see examples/threadline.toml.
     #[arg(long, env = "THREADLINE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Process spec file (TOML; see docs/specs.md).
+    #[arg(long, env = "THREADLINE_SPECS", value_name = "FILE")]
+    specs: Option<PathBuf>,
     /// Data directory [default: the user's data directory + /threadline].
     #[arg(long, env = "THREADLINE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -60,8 +69,9 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check { spec_file } => check(&spec_file),
         Command::Serve(args) => {
-            let settings = match serve_settings(args) {
+            let settings = match serve_settings(*args) {
                 Ok(settings) => settings,
                 Err(e) => {
                     report(&e);
@@ -117,6 +127,9 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<threadline_server::Settings
     if let Some(dir) = args.data_dir {
         config.data_dir = Some(dir);
     }
+    if let Some(specs) = args.specs {
+        config.specs = Some(specs);
+    }
     config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     let data_dir = match &config.data_dir {
         Some(dir) => dir.clone(),
@@ -124,7 +137,46 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<threadline_server::Settings
             .context("no data directory for this user: pass --data-dir")?
             .join("threadline"),
     };
-    Ok(threadline_server::Settings { config, data_dir })
+    let specs = match &config.specs {
+        Some(path) => SpecFile::load(path)?,
+        None => SpecFile::default(),
+    };
+    Ok(threadline_server::Settings { config, data_dir, specs })
+}
+
+/// `threadline check SPECFILE`: exit 0 and a summary when valid, 1 and the error when not.
+#[expect(clippy::print_stdout, reason = "the command's output")]
+fn check(path: &std::path::Path) -> ExitCode {
+    match SpecFile::load(path) {
+        Ok(file) => {
+            println!("{}: {} process types", path.display(), file.processes.len());
+            for process in &file.processes {
+                let recognised = match &process.recognize {
+                    Recognize::Root { service, operation: Some(op) } => {
+                        format!("root {service} {op}")
+                    }
+                    Recognize::Root { service, operation: None } => format!("root in {service}"),
+                    Recognize::Attribute { key, value } => format!("{key} = {value}"),
+                };
+                let sla = process
+                    .sla_nanos
+                    .map_or_else(|| "no SLA".to_owned(), |ns| format!("SLA {}s", ns as f64 / 1e9));
+                let terminal = process.steps.iter().filter(|s| s.terminal).count();
+                println!(
+                    "  {}: by {recognised}; {sla}; {} steps ({terminal} terminal); {} channels; owner {}",
+                    process.name,
+                    process.steps.len(),
+                    process.channels.len(),
+                    process.owner.as_ref().and_then(|o| o.team.as_deref()).unwrap_or("none"),
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            report(&anyhow::Error::new(e));
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(log: &threadline_config::Log) -> anyhow::Result<()> {

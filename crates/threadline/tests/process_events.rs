@@ -119,3 +119,102 @@ async fn process_api_errors_are_clear() {
         400 {"error":{"code":"invalid_argument","message":"kind \"finished\" is not one of started, completed, failed, sla_breached, stuck, spec_violated, reopened"}}"#]]
     .assert_eq(&answers.join("\n"));
 }
+
+const FLOW_SPEC: &str = r#"
+version = 1
+
+[[process]]
+name = "checkout"
+root = { service = "frontend", operation = "POST /checkout" }
+sla = "30s"
+
+[process.owner]
+team = "checkout"
+runbook = "https://wiki.example.com/runbooks/checkout"
+
+[process.forbid]
+errors = true
+
+[[process.step]]
+service = "payments"
+operation = "orders process"
+
+[[process.step]]
+service = "fulfilment"
+operation = "reserve stock"
+terminal = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specs_type_check_and_own_processes_in_the_running_server() {
+    let dir = threadline_testsuite::server::TempDir::new("specs").unwrap();
+    let spec_file = dir.path().join("specs.toml");
+    std::fs::write(&spec_file, FLOW_SPEC).unwrap();
+    let server = TestServer::start_with(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        threadline_testsuite::server::Options {
+            args: vec!["--specs".into(), spec_file.to_str().unwrap().into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stream =
+        reqwest::get(format!("{}/api/v1/events?type=checkout", server.api_url())).await.unwrap();
+    let endpoint = server.otlp_grpc_url();
+    // Flow 3 of the script has a failing "charge card" span: errors are forbidden.
+    let recorded = tokio::task::spawn_blocking(move || {
+        threadline_testsuite::python::export_flows("grpc", &endpoint, 5).unwrap()
+    })
+    .await
+    .unwrap();
+    let failing = recorded
+        .iter()
+        .find(|s| s["name"] == "charge card" && s["status"]["code"] == "error")
+        .unwrap();
+    let failing_trace = failing["traceId"].as_str().unwrap().to_owned();
+    let events = read_events(stream, Duration::from_secs(30), |events| {
+        events.iter().filter(|e| e.kind == "completed").count() == 5
+            && events.iter().any(|e| e.kind == "spec_violated")
+    })
+    .await;
+    let violated: Vec<&ProcessEventView> =
+        events.iter().filter(|e| e.kind == "spec_violated").collect();
+    assert_eq!(violated.len(), 1, "{events:#?}");
+    assert_eq!(violated[0].detail, "1 spans have error status");
+    assert!(events.iter().all(|e| e.process_type == "checkout"));
+
+    let response: ProcessResponse =
+        server.api_json(&format!("/api/v1/processes/{failing_trace}")).await.unwrap();
+    let process = &response.process;
+    assert_eq!(process.id, violated[0].process_id);
+    let spec = process.spec.as_ref().unwrap();
+    assert!(!spec.passed);
+    assert_eq!(spec.violations, ["1 spans have error status"]);
+    let owner = process.owner.as_ref().unwrap();
+    assert_eq!(owner.team.as_deref(), Some("checkout"));
+    assert_eq!(owner.runbook.as_deref(), Some("https://wiki.example.com/runbooks/checkout"));
+}
+
+#[test]
+fn check_validates_spec_files() {
+    let bin: &std::path::Path = env!("CARGO_BIN_EXE_threadline").as_ref();
+    let shop = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/shop/specs.toml");
+    let output = std::process::Command::new(bin).args(["check", shop]).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains(": 2 process types"), "{stdout}");
+    assert!(stdout.contains("checkout: by root frontend POST /checkout; SLA 30s"), "{stdout}");
+
+    let dir = threadline_testsuite::server::TempDir::new("check").unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n[[process]]\nname = \"x\"\nroot = { service = \"a\" }\nslaa = \"1s\"\n",
+    )
+    .unwrap();
+    let output =
+        std::process::Command::new(bin).args(["check", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("bad.toml: line 5, column 1: unknown field `slaa`"), "{stderr}");
+}
