@@ -492,3 +492,27 @@ fn spec_timeouts_and_declared_subscribers_apply() {
         }
     );
 }
+
+#[test]
+fn a_batch_consumer_settles_each_producer_without_merging_their_processes() {
+    let mut sim = Sim::new();
+    sim.engine.declare_subscribers("kafka", "orders", &["billing"]);
+    sim.arrive(0.2, &[order_placed(1), checkout_root(1), order_placed(2), checkout_root(2)]);
+    // One consumer span processes both messages, in a trace of its own.
+    sim.arrive(1.0, &[span(50, 500, "billing", "orders process")
+        .kind(SpanKind::Consumer)
+        .consumes("orders", "billing")
+        .link(1, 2)
+        .link(2, 2)
+        .build()]);
+    sim.advance(30.0);
+    sim.check(expect![[r#"
+        0.200s started #1 [frontend: POST /checkout]
+        0.200s started #2 [frontend: POST /checkout]
+        1.000s started #32 [billing: orders process]
+        1.020s completed #1 [frontend: POST /checkout] structural
+        1.020s completed #2 [frontend: POST /checkout] structural
+        1.020s completed #32 [billing: orders process] structural"#]]);
+    assert_eq!(sim.process(1).traces, vec![trace(1)]);
+    assert_eq!(sim.process(50).traces, vec![trace(50)]);
+}
