@@ -403,6 +403,37 @@ pub enum WaitingView {
 pub struct ProcessResponse {
     pub process: ProcessSummary,
     pub timeline: Vec<SpanView>,
+    /// The work and channel waits that decided when the process ended, in time order.
+    pub critical_path: Vec<SegmentView>,
+}
+
+/// One piece of a critical path.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SegmentView {
+    /// A span's own work.
+    #[serde(rename_all = "camelCase")]
+    Operation {
+        trace_id: String,
+        span_id: String,
+        service: String,
+        name: String,
+        start_time_unix_nano: String,
+        end_time_unix_nano: String,
+        duration_nanos: String,
+    },
+    /// A message waiting in a channel between its producer and consumer spans.
+    #[serde(rename_all = "camelCase")]
+    ChannelWait {
+        system: String,
+        destination: String,
+        consumer_group: String,
+        producer_span_id: String,
+        consumer_span_id: String,
+        start_time_unix_nano: String,
+        end_time_unix_nano: String,
+        duration_nanos: String,
+    },
 }
 
 /// `GET /api/v1/processes?key=...`.

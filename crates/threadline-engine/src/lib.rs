@@ -11,6 +11,7 @@
 //! storage, HTTP or files.
 
 pub mod config;
+pub mod critical_path;
 pub mod engine;
 pub mod event;
 pub mod keys;

@@ -499,12 +499,15 @@ fn a_batch_consumer_settles_each_producer_without_merging_their_processes() {
     sim.engine.declare_subscribers("kafka", "orders", &["billing"]);
     sim.arrive(0.2, &[order_placed(1), checkout_root(1), order_placed(2), checkout_root(2)]);
     // One consumer span processes both messages, in a trace of its own.
-    sim.arrive(1.0, &[span(50, 500, "billing", "orders process")
-        .kind(SpanKind::Consumer)
-        .consumes("orders", "billing")
-        .link(1, 2)
-        .link(2, 2)
-        .build()]);
+    sim.arrive(
+        1.0,
+        &[span(50, 500, "billing", "orders process")
+            .kind(SpanKind::Consumer)
+            .consumes("orders", "billing")
+            .link(1, 2)
+            .link(2, 2)
+            .build()],
+    );
     sim.advance(30.0);
     sim.check(expect![[r#"
         0.200s started #1 [frontend: POST /checkout]

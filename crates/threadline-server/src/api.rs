@@ -14,10 +14,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use threadline_api_types::{
     EngineStatus, ErrorBody, IngestStatus, OwnerView, ProcessEventView, ProcessListResponse,
-    ProcessResponse, ProcessSummary, ServicesResponse, SpanView, SpecCheckView, StatusResponse,
-    StoreStatus, TraceResponse, WaitingView,
+    ProcessResponse, ProcessSummary, SegmentView, ServicesResponse, SpanView, SpecCheckView,
+    StatusResponse, StoreStatus, TraceResponse, WaitingView,
 };
 use threadline_core::id::TraceId;
+use threadline_engine::critical_path::{Segment, critical_path};
 use threadline_engine::engine::{ProcessView, Waiting};
 use threadline_engine::event::Event;
 use threadline_ingest::IngestStats;
@@ -218,16 +219,41 @@ async fn process(
             message: format!("process {id} not found"),
         });
     };
-    let mut timeline = Vec::new();
+    let mut spans = Vec::new();
     for trace_id in &view.traces {
-        let spans = state.store.trace(*trace_id).map_err(|e| ApiError::internal(&e))?;
-        timeline.extend(spans.iter().map(SpanView::from));
+        spans.extend(state.store.trace(*trace_id).map_err(|e| ApiError::internal(&e))?);
     }
-    timeline.sort_by(|a, b| {
-        let start = |s: &SpanView| s.start_time_unix_nano.parse::<u64>().unwrap_or(0);
-        start(a).cmp(&start(b)).then_with(|| a.span_id.cmp(&b.span_id))
-    });
-    Ok(Json(ProcessResponse { process: summary(&view, &state), timeline }))
+    spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+    let critical_path = critical_path(&spans).iter().map(segment_view).collect();
+    let timeline = spans.iter().map(SpanView::from).collect();
+    Ok(Json(ProcessResponse { process: summary(&view, &state), timeline, critical_path }))
+}
+
+fn segment_view(segment: &Segment) -> SegmentView {
+    let (start, end) = (segment.start(), segment.end());
+    match segment {
+        Segment::Operation { trace_id, span_id, service, name, .. } => SegmentView::Operation {
+            trace_id: trace_id.to_hex(),
+            span_id: span_id.to_hex(),
+            service: service.clone(),
+            name: name.clone(),
+            start_time_unix_nano: start.to_string(),
+            end_time_unix_nano: end.to_string(),
+            duration_nanos: end.saturating_sub(start).to_string(),
+        },
+        Segment::ChannelWait {
+            system, destination, consumer_group, producer, consumer, ..
+        } => SegmentView::ChannelWait {
+            system: system.clone(),
+            destination: destination.clone(),
+            consumer_group: consumer_group.clone(),
+            producer_span_id: producer.to_hex(),
+            consumer_span_id: consumer.to_hex(),
+            start_time_unix_nano: start.to_string(),
+            end_time_unix_nano: end.to_string(),
+            duration_nanos: end.saturating_sub(start).to_string(),
+        },
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -85,6 +85,18 @@ async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flow
     assert!(roots.contains(&process.id));
     assert_eq!(process.trace_ids[1], consumer_trace);
     assert_eq!(response.timeline.len(), 7);
+    // The critical path crosses into the consumer trace through the orders channel.
+    let waits: Vec<_> = response
+        .critical_path
+        .iter()
+        .filter_map(|s| match s {
+            threadline_api_types::SegmentView::ChannelWait {
+                destination, consumer_group, ..
+            } => Some((destination.as_str(), consumer_group.as_str())),
+            threadline_api_types::SegmentView::Operation { .. } => None,
+        })
+        .collect();
+    assert_eq!(waits, [("orders", "payments")], "{:#?}", response.critical_path);
     assert_eq!(process.spans, 7);
     assert!(process.waiting_for.is_empty());
 
