@@ -454,3 +454,91 @@ pub struct ProcessEventView {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }
+
+/// `GET /api/v1/process-types`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessTypesResponse {
+    pub window_minutes: u64,
+    pub process_types: Vec<ProcessTypeView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessTypeView {
+    pub name: String,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub in_flight: u64,
+    /// Running and stuck now.
+    pub stuck: u64,
+    pub sla_breached: u64,
+    pub spec_violated: u64,
+    pub reopened: u64,
+    pub completed_per_minute: f64,
+    /// Quantiles of completed durations, nanoseconds as strings; absent before any completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p50_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p95_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p99_nanos: Option<String>,
+    /// Share of completed processes that met their SLA, when the type has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_compliance: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerView>,
+}
+
+/// `GET /api/v1/graph`: services' operations and the channels between services.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GraphResponse {
+    pub operations: Vec<OperationView>,
+    pub channels: Vec<ChannelView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OperationView {
+    pub service: String,
+    pub operation: String,
+    pub count: u64,
+    pub errors: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p50_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p95_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p99_nanos: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    pub system: String,
+    pub destination: String,
+    pub messages: u64,
+    pub producers: Vec<ProducerView>,
+    pub consumer_groups: Vec<ConsumerGroupView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProducerView {
+    pub service: String,
+    pub messages: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerGroupView {
+    pub group: String,
+    pub consumed: u64,
+    /// Time messages waited in the channel for this group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_p50_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_p95_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_p99_nanos: Option<String>,
+}

@@ -18,6 +18,7 @@ use crate::process::{
     STUCK, State, StepSeen, TRUNCATED, fingerprint,
 };
 use crate::slab::Slab;
+use crate::stats::Stats;
 use crate::timers::Timers;
 use threadline_config::spec::{ProcessSpec, Recognize};
 
@@ -128,6 +129,68 @@ pub struct ProcessView {
     pub spec: Option<SpecResult>,
 }
 
+/// Aggregates of one process type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeSummary {
+    pub name: String,
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Running now.
+    pub in_flight: u64,
+    /// Flagged stuck now.
+    pub stuck: u64,
+    /// `stuck` events since start.
+    pub stuck_total: u64,
+    pub sla_breached: u64,
+    pub spec_violated: u64,
+    pub reopened: u64,
+    /// Quantiles of completed durations (ns), within 1%.
+    pub duration_p50: Option<u64>,
+    pub duration_p95: Option<u64>,
+    pub duration_p99: Option<u64>,
+    /// Share of completed processes that met their SLA, when the type has one.
+    pub sla_compliance: Option<f64>,
+    pub completed_per_minute: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationSummary {
+    pub service: String,
+    pub operation: String,
+    pub count: u64,
+    pub errors: u64,
+    pub duration_p50: Option<u64>,
+    pub duration_p95: Option<u64>,
+    pub duration_p99: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSummary {
+    pub system: String,
+    pub destination: String,
+    pub messages: u64,
+    /// Producing services and the messages each sent.
+    pub producers: Vec<(String, u64)>,
+    pub groups: Vec<GroupSummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub group: String,
+    pub consumed: u64,
+    /// Time messages waited in the channel for this group (ns), within 1%.
+    pub wait_p50: Option<u64>,
+    pub wait_p95: Option<u64>,
+    pub wait_p99: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Graph {
+    pub operations: Vec<OperationSummary>,
+    pub channels: Vec<ChannelSummary>,
+}
+
 /// Counters of the shard, for status and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineStats {
@@ -164,6 +227,7 @@ pub struct Engine {
     channel_ids: HashMap<(u32, u32), u32>,
     strings: Interner,
     events: Vec<Event>,
+    stats: Stats,
     now: u64,
     running: usize,
     spans: u64,
@@ -190,6 +254,7 @@ impl Engine {
             channel_ids: HashMap::new(),
             strings: Interner::new(),
             events: Vec::new(),
+            stats: Stats::default(),
             now: 0,
             running: 0,
             spans: 0,
@@ -348,14 +413,118 @@ impl Engine {
                     self.by_trace.get(&link.trace_id).copied()
                 };
                 if let Some(target) = target {
-                    self.consume(target, message, group_id, now);
+                    self.consume(target, message, group_id, now, span.start_time_unix_nano);
                 }
             }
             if let Some(parent) = span.parent_span_id {
-                self.consume(slot, fingerprint(parent), group_id, now);
+                self.consume(slot, fingerprint(parent), group_id, now, span.start_time_unix_nano);
             }
         }
         self.rearm(slot);
+    }
+
+    /// Aggregates per process type, rates over the last `window_minutes` before `now`.
+    pub fn type_summaries(&self, now: u64, window_minutes: u64) -> Vec<TypeSummary> {
+        let mut in_flight: HashMap<u32, (u64, u64)> = HashMap::new();
+        for p in self.slots.iter().flatten() {
+            if p.state == State::Running && !p.has(PROVISIONAL) {
+                let entry = in_flight.entry(p.type_id).or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(p.has(STUCK));
+            }
+        }
+        let mut types: Vec<u32> = self.stats.types.keys().copied().collect();
+        types.extend(in_flight.keys().copied());
+        types.sort_unstable();
+        types.dedup();
+        let empty = crate::stats::TypeStats::default();
+        let mut summaries: Vec<TypeSummary> = types
+            .into_iter()
+            .map(|type_id| {
+                let stats = self.stats.types.get(&type_id).unwrap_or(&empty);
+                let (running, stuck) = in_flight.get(&type_id).copied().unwrap_or_default();
+                TypeSummary {
+                    name: if type_id == 0 {
+                        "unknown".to_owned()
+                    } else {
+                        self.strings.name(type_id).to_owned()
+                    },
+                    started: stats.started,
+                    completed: stats.completed,
+                    failed: stats.failed,
+                    in_flight: running,
+                    stuck,
+                    stuck_total: stats.stuck,
+                    sla_breached: stats.sla_breached,
+                    spec_violated: stats.spec_violated,
+                    reopened: stats.reopened,
+                    duration_p50: stats.durations.quantile(0.5),
+                    duration_p95: stats.durations.quantile(0.95),
+                    duration_p99: stats.durations.quantile(0.99),
+                    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+                    sla_compliance: (stats.with_sla > 0)
+                        .then(|| stats.within_sla as f64 / stats.with_sla as f64),
+                    completed_per_minute: stats.completed_per_minute(now, window_minutes),
+                }
+            })
+            .collect();
+        summaries.sort_by(|a, b| a.name.cmp(&b.name));
+        summaries
+    }
+
+    /// The service and channel graph: operations with their rate, errors and durations, and
+    /// channels with their producers, consumer groups and the time messages wait in them.
+    pub fn graph(&self) -> Graph {
+        let mut operations: Vec<OperationSummary> = self
+            .stats
+            .operations
+            .iter()
+            .map(|((service, operation), stats)| OperationSummary {
+                service: self.strings.name(*service).to_owned(),
+                operation: self.strings.name(*operation).to_owned(),
+                count: stats.count,
+                errors: stats.errors,
+                duration_p50: stats.durations.quantile(0.5),
+                duration_p95: stats.durations.quantile(0.95),
+                duration_p99: stats.durations.quantile(0.99),
+            })
+            .collect();
+        operations.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
+        let mut channels: Vec<ChannelSummary> = self
+            .stats
+            .channels
+            .iter()
+            .map(|(channel, stats)| {
+                let state = &self.channels[*channel as usize];
+                let mut producers: Vec<(String, u64)> = stats
+                    .producers
+                    .iter()
+                    .map(|(s, n)| (self.strings.name(*s).to_owned(), *n))
+                    .collect();
+                producers.sort();
+                let mut groups: Vec<GroupSummary> = stats
+                    .groups
+                    .iter()
+                    .map(|(g, gs)| GroupSummary {
+                        group: self.strings.name(*g).to_owned(),
+                        consumed: gs.consumed,
+                        wait_p50: gs.waits.quantile(0.5),
+                        wait_p95: gs.waits.quantile(0.95),
+                        wait_p99: gs.waits.quantile(0.99),
+                    })
+                    .collect();
+                groups.sort_by(|a, b| a.group.cmp(&b.group));
+                ChannelSummary {
+                    system: self.strings.name(state.system).to_owned(),
+                    destination: self.strings.name(state.destination).to_owned(),
+                    messages: stats.messages,
+                    producers,
+                    groups,
+                }
+            })
+            .collect();
+        channels.sort_by(|a, b| (&a.system, &a.destination).cmp(&(&b.system, &b.destination)));
+        Graph { operations, channels }
     }
 
     /// A read-only view of the process holding `trace_id` (its own or a joined trace).
@@ -534,10 +703,16 @@ impl Engine {
         group
     }
 
-    fn consume(&mut self, slot: u32, message: u32, group: u32, now: u64) {
+    fn consume(&mut self, slot: u32, message: u32, group: u32, now: u64, consumer_start: u64) {
         let channels = &self.channels;
         let Some(p) = self.slots[slot as usize].as_mut() else { return };
-        if p.consume(message, group, &|channel, group| group_bit(channels, channel, group)) {
+        let found =
+            p.consume(message, group, &|channel, group| group_bit(channels, channel, group));
+        if let Some((channel, sent_at)) = found {
+            let stats =
+                self.stats.channels.entry(channel).or_default().groups.entry(group).or_default();
+            stats.consumed += 1;
+            stats.waits.add(consumer_start.saturating_sub(sent_at));
             p.last_activity = p.last_activity.max(now);
             self.rearm(slot);
         }
@@ -587,6 +762,24 @@ impl Engine {
             Some(_) => None,
         };
         let step = operation.filter(|op| self.step_operations.contains(&(service, *op)));
+        // Operation stats; names are interned only while under the cardinality cap.
+        let operation_id = if self.stats.operations.len() < crate::stats::MAX_OPERATIONS {
+            Some(self.strings.intern(&span.name))
+        } else {
+            operation
+        };
+        let other = self.strings.intern("other");
+        let op_stats = self.stats.operation(service, operation_id.unwrap_or(other), other);
+        op_stats.count += 1;
+        op_stats.durations.add(span.duration_nanos());
+        if span.status.code == StatusCode::Error {
+            op_stats.errors += 1;
+        }
+        if let Some(channel) = producer {
+            let channel_stats = self.stats.channels.entry(channel).or_default();
+            channel_stats.messages += 1;
+            *channel_stats.producers.entry(service).or_default() += 1;
+        }
 
         let Some(p) = self.slots[slot as usize].as_mut() else { return };
         let reopened = p.state == State::Completed;
@@ -702,7 +895,13 @@ impl Engine {
             }
             if awaiting != 0 && !p.pending.iter().any(|m| m.message == message) {
                 p.pending.reserve_exact(1);
-                p.pending.push(Pending { message, channel, awaiting, since: now });
+                p.pending.push(Pending {
+                    message,
+                    channel,
+                    awaiting,
+                    since: now,
+                    sent_at: span.end_time_unix_nano,
+                });
             }
             if let Some(destination) = dead_letter {
                 p.set_failure(format!("message sent to dead-letter channel {destination}"));
@@ -842,6 +1041,28 @@ impl Engine {
 
     fn emit(&mut self, slot: u32, kind: EventKind, at: u64, detail: String) {
         let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        // Every occurrence passes here once: the one place aggregates count events.
+        let sla = self.policy(p).sla_nanos;
+        let stats = self.stats.types.entry(p.type_id).or_default();
+        match kind {
+            EventKind::Started => stats.started += 1,
+            EventKind::Completed => {
+                stats.completed += 1;
+                stats.durations.add(p.duration_nanos());
+                stats.record_completion(at);
+                if sla.is_some() {
+                    stats.with_sla += 1;
+                    if !p.has(SLA_BREACHED) {
+                        stats.within_sla += 1;
+                    }
+                }
+            }
+            EventKind::Failed => stats.failed += 1,
+            EventKind::SlaBreached => stats.sla_breached += 1,
+            EventKind::Stuck => stats.stuck += 1,
+            EventKind::SpecViolated => stats.spec_violated += 1,
+            EventKind::Reopened => stats.reopened += 1,
+        }
         self.events.push(Event {
             kind,
             process_id: p.id,

@@ -17,5 +17,7 @@ pub mod event;
 pub mod keys;
 pub mod messaging;
 mod process;
+pub mod sketch;
 mod slab;
+pub mod stats;
 mod timers;

@@ -77,6 +77,8 @@ pub struct Pending {
     pub awaiting: u64,
     /// Engine time the message was seen sent.
     pub since: u64,
+    /// End of the producer span (telemetry time), where channel waits start.
+    pub sent_at: u64,
 }
 
 impl Pending {
@@ -223,10 +225,17 @@ impl Process {
     }
 
     /// Records a consumption of `message` by `group`; `bit` gives a group's bit in a
-    /// channel's subscriber mask. Returns whether it settled part of a pending message.
-    pub fn consume(&mut self, message: u32, group: u32, bit: &dyn Fn(u32, u32) -> u64) -> bool {
+    /// channel's subscriber mask. Returns the message's channel and send time when it was
+    /// pending here.
+    pub fn consume(
+        &mut self,
+        message: u32,
+        group: u32,
+        bit: &dyn Fn(u32, u32) -> u64,
+    ) -> Option<(u32, u64)> {
         if let Some(i) = self.pending.iter().position(|p| p.message == message) {
             let pending = &mut self.pending[i];
+            let found = (pending.channel, pending.sent_at);
             if pending.awaiting & ANY_GROUP != 0 {
                 pending.awaiting = 0;
             } else {
@@ -238,13 +247,13 @@ impl Process {
                     self.unstick();
                 }
             }
-            return true;
+            return Some(found);
         }
         let extra = self.extra_mut();
         if !extra.consumed.contains(&(message, group)) {
             extra.consumed.push((message, group));
         }
-        false
+        None
     }
 
     /// Folds `other` (a process joining through a link) into this one.

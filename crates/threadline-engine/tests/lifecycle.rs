@@ -519,3 +519,62 @@ fn a_batch_consumer_settles_each_producer_without_merging_their_processes() {
     assert_eq!(sim.process(1).traces, vec![trace(1)]);
     assert_eq!(sim.process(50).traces, vec![trace(50)]);
 }
+
+#[test]
+fn aggregates_per_type_operation_and_channel() {
+    let mut sim = Sim::new();
+    sim.engine.set_policy(
+        "frontend: POST /checkout",
+        TypePolicy { sla_nanos: Some(2 * SECOND), ..TypePolicy::default() },
+    );
+    sim.engine.declare_subscribers("kafka", "orders", &["payments"]);
+    // Four checkouts lasting 1, 2, 3 and 4 s (by their consumer's end); one stays stuck.
+    for n in 1..=4u64 {
+        #[allow(clippy::cast_precision_loss, reason = "small numbers")]
+        let end = n as f64;
+        sim.arrive(0.2, &[order_placed(n), checkout_root(n)]);
+        sim.arrive(
+            end,
+            &[span(n, 3, "payments", "orders process")
+                .parent(2)
+                .consumes("orders", "payments")
+                .at(end - 0.5, end)
+                .error_if(n == 4, "declined")
+                .build()],
+        );
+    }
+    sim.arrive(5.0, &[order_placed(5), checkout_root(5)]);
+    sim.advance(70.0);
+    let summaries = sim.engine.type_summaries(secs(70.0), 5);
+    let checkout = &summaries[0];
+    assert_eq!(checkout.name, "frontend: POST /checkout");
+    assert_eq!(
+        (
+            checkout.started,
+            checkout.completed,
+            checkout.in_flight,
+            checkout.stuck,
+            checkout.sla_breached
+        ),
+        // Deadlines at 2 s: checkouts 2 (at the deadline exactly), 3, 4 and the stuck 5.
+        (5, 4, 1, 1, 4),
+        "{checkout:#?}"
+    );
+    // Durations of the four completed checkouts: 1, 2, 3, 4 s (within 1%).
+    let p50 = checkout.duration_p50.unwrap();
+    assert!((1_980_000_000..=2_020_000_000).contains(&p50), "{p50}");
+    assert_eq!(checkout.sla_compliance, Some(0.25));
+    assert!((checkout.completed_per_minute - 0.8).abs() < 1e-9);
+
+    let graph = sim.engine.graph();
+    let payments = graph.operations.iter().find(|o| o.service == "payments").unwrap();
+    assert_eq!((payments.count, payments.errors), (4, 1));
+    let orders = &graph.channels[0];
+    assert_eq!((orders.destination.as_str(), orders.messages), ("orders", 5));
+    assert_eq!(orders.producers, vec![("checkout".to_owned(), 5)]);
+    let group = &orders.groups[0];
+    assert_eq!((group.group.as_str(), group.consumed), ("payments", 4));
+    // The producer ends at 0.11 s; consumers start at 0.5, 1.5, 2.5, 3.5 s.
+    let wait = group.wait_p50.unwrap();
+    assert!((1_376_000_000..=1_404_000_000).contains(&wait), "{wait}");
+}

@@ -13,9 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use threadline_api_types::{
-    EngineStatus, ErrorBody, IngestStatus, OwnerView, ProcessEventView, ProcessListResponse,
-    ProcessResponse, ProcessSummary, SegmentView, ServicesResponse, SpanView, SpecCheckView,
-    StatusResponse, StoreStatus, TraceResponse, WaitingView,
+    ChannelView, ConsumerGroupView, EngineStatus, ErrorBody, GraphResponse, IngestStatus,
+    OperationView, OwnerView, ProcessEventView, ProcessListResponse, ProcessResponse,
+    ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, SegmentView,
+    ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus, TraceResponse,
+    WaitingView,
 };
 use threadline_core::id::TraceId;
 use threadline_engine::critical_path::{Segment, critical_path};
@@ -49,6 +51,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/processes", get(processes))
         .route("/api/v1/processes/{id}", get(process))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/process-types", get(process_types))
+        .route("/api/v1/graph", get(graph))
         .fallback(not_found)
         .with_state(state)
 }
@@ -274,6 +278,105 @@ async fn processes(
     };
     let views = state.engine.by_key(name.to_owned(), value.to_owned()).await;
     Ok(Json(ProcessListResponse { processes: views.iter().map(|v| summary(v, &state)).collect() }))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WindowQuery {
+    /// Minutes of the rate window (default 5, at most 60).
+    window_minutes: Option<u64>,
+}
+
+fn nanos(value: Option<u64>) -> Option<String> {
+    value.map(|v| v.to_string())
+}
+
+/// `GET /api/v1/process-types`: counts, rates, duration quantiles and SLA compliance per type.
+async fn process_types(
+    State(state): State<ApiState>,
+    Query(query): Query<WindowQuery>,
+) -> Result<Json<ProcessTypesResponse>, ApiError> {
+    let window = query.window_minutes.unwrap_or(5);
+    if !(1..=60).contains(&window) {
+        return Err(invalid(format!("window_minutes {window} must be between 1 and 60")));
+    }
+    let summaries = state.engine.process_types(window).await;
+    let process_types = summaries
+        .into_iter()
+        .map(|t| ProcessTypeView {
+            owner: state.owners.get(&t.name).map(|owner| OwnerView {
+                team: owner.team.clone(),
+                pager: owner.pager.clone(),
+                repo: owner.repo.clone(),
+                runbook: owner.runbook.clone(),
+            }),
+            name: t.name,
+            started: t.started,
+            completed: t.completed,
+            failed: t.failed,
+            in_flight: t.in_flight,
+            stuck: t.stuck,
+            sla_breached: t.sla_breached,
+            spec_violated: t.spec_violated,
+            reopened: t.reopened,
+            completed_per_minute: t.completed_per_minute,
+            duration_p50_nanos: nanos(t.duration_p50),
+            duration_p95_nanos: nanos(t.duration_p95),
+            duration_p99_nanos: nanos(t.duration_p99),
+            sla_compliance: t.sla_compliance,
+        })
+        .collect();
+    Ok(Json(ProcessTypesResponse { window_minutes: window, process_types }))
+}
+
+/// `GET /api/v1/graph`: operations per service and the channels between services.
+async fn graph(State(state): State<ApiState>) -> Result<Json<GraphResponse>, ApiError> {
+    let Some(graph) = state.engine.graph().await else {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the engine is shutting down".into(),
+        });
+    };
+    Ok(Json(GraphResponse {
+        operations: graph
+            .operations
+            .into_iter()
+            .map(|o| OperationView {
+                service: o.service,
+                operation: o.operation,
+                count: o.count,
+                errors: o.errors,
+                duration_p50_nanos: nanos(o.duration_p50),
+                duration_p95_nanos: nanos(o.duration_p95),
+                duration_p99_nanos: nanos(o.duration_p99),
+            })
+            .collect(),
+        channels: graph
+            .channels
+            .into_iter()
+            .map(|c| ChannelView {
+                system: c.system,
+                destination: c.destination,
+                messages: c.messages,
+                producers: c
+                    .producers
+                    .into_iter()
+                    .map(|(service, messages)| ProducerView { service, messages })
+                    .collect(),
+                consumer_groups: c
+                    .groups
+                    .into_iter()
+                    .map(|g| ConsumerGroupView {
+                        group: g.group,
+                        consumed: g.consumed,
+                        wait_p50_nanos: nanos(g.wait_p50),
+                        wait_p95_nanos: nanos(g.wait_p95),
+                        wait_p99_nanos: nanos(g.wait_p99),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_engine::config::EngineConfig;
-use threadline_engine::engine::{Engine, EngineStats, ProcessView};
+use threadline_engine::engine::{Engine, EngineStats, Graph, ProcessView, TypeSummary};
 use threadline_engine::event::Event;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -23,6 +23,8 @@ enum Command {
     Process(TraceId, oneshot::Sender<Option<ProcessView>>),
     ByKey(String, String, oneshot::Sender<Vec<ProcessView>>),
     Stats(oneshot::Sender<EngineStats>),
+    Types(u64, oneshot::Sender<Vec<TypeSummary>>),
+    Graph(oneshot::Sender<Graph>),
 }
 
 /// Talks to the engine thread. Cloned freely; the thread ends when every handle is gone.
@@ -39,6 +41,8 @@ impl std::fmt::Debug for Command {
             Command::Process(..) => "Process",
             Command::ByKey(..) => "ByKey",
             Command::Stats(_) => "Stats",
+            Command::Types(..) => "Types",
+            Command::Graph(_) => "Graph",
         })
     }
 }
@@ -69,6 +73,21 @@ impl EngineHandle {
             return EngineStats::default();
         }
         rx.await.unwrap_or_default()
+    }
+
+    /// Aggregates per process type, rates over the last `window_minutes`.
+    pub async fn process_types(&self, window_minutes: u64) -> Vec<TypeSummary> {
+        let (tx, rx) = oneshot::channel();
+        if self.inbox.send(Command::Types(window_minutes, tx)).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    pub async fn graph(&self) -> Option<Graph> {
+        let (tx, rx) = oneshot::channel();
+        self.inbox.send(Command::Graph(tx)).await.ok()?;
+        rx.await.ok()
     }
 
     /// A live feed of events from now on.
@@ -143,6 +162,14 @@ fn handle(engine: &mut Engine, command: Command) {
         }
         Command::Stats(reply) => {
             let _ = reply.send(engine.stats());
+        }
+        Command::Types(window, reply) => {
+            let now = now_nanos();
+            engine.advance(now);
+            let _ = reply.send(engine.type_summaries(now, window));
+        }
+        Command::Graph(reply) => {
+            let _ = reply.send(engine.graph());
         }
     }
 }

@@ -97,6 +97,11 @@ impl SpanBuilder {
         self
     }
 
+    /// An error status when `condition` holds.
+    pub fn error_if(self, condition: bool, message: &str) -> Self {
+        if condition { self.error(message) } else { self }
+    }
+
     /// A PRODUCER span sending to `topic` on Kafka.
     pub fn produces(self, topic: &str) -> Self {
         self.kind(SpanKind::Producer)

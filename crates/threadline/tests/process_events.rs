@@ -100,6 +100,25 @@ async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flow
     assert_eq!(process.spans, 7);
     assert!(process.waiting_for.is_empty());
 
+    // Aggregates: the type's counts and the orders channel with its consumer group.
+    let types: threadline_api_types::ProcessTypesResponse =
+        server.api_json("/api/v1/process-types").await.unwrap();
+    let checkout = &types.process_types[0];
+    assert_eq!(
+        (checkout.name.as_str(), checkout.started, checkout.completed),
+        ("frontend: POST /checkout", 3, 3)
+    );
+    assert!(checkout.duration_p50_nanos.is_some());
+    let graph: threadline_api_types::GraphResponse =
+        server.api_json("/api/v1/graph").await.unwrap();
+    let orders = graph.channels.iter().find(|c| c.destination == "orders").unwrap();
+    assert_eq!(orders.messages, 3);
+    assert_eq!(orders.consumer_groups[0].group, "payments");
+    assert_eq!(orders.consumer_groups[0].consumed, 3);
+    assert!(
+        graph.operations.iter().any(|o| o.service == "payments" && o.operation == "charge card")
+    );
+
     // And by business key.
     let order = &process.keys["order.id"];
     let found: ProcessListResponse =

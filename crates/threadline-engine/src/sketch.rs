@@ -1,0 +1,114 @@
+//! A mergeable quantile sketch for durations, in the manner of DDSketch: values fall in
+//! logarithmic buckets of relative width 2%, so any quantile is returned within 1% of the true
+//! value, whatever the distribution; two sketches merge by adding their bucket counts, so
+//! shards (and time windows) combine exactly.
+
+use std::collections::BTreeMap;
+
+/// Relative accuracy of quantiles.
+const ALPHA: f64 = 0.01;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sketch {
+    /// Bucket index → count; bucket `i` holds values in `(γ^(i-1), γ^i]`.
+    buckets: BTreeMap<i32, u64>,
+    /// Count of zero values.
+    zeros: u64,
+    count: u64,
+}
+
+fn gamma() -> f64 {
+    (1.0 + ALPHA) / (1.0 - ALPHA)
+}
+
+impl Sketch {
+    pub fn add(&mut self, value: u64) {
+        self.count += 1;
+        if value == 0 {
+            self.zeros += 1;
+            return;
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            reason = "log buckets"
+        )]
+        let index = ((value as f64).ln() / gamma().ln()).ceil() as i32;
+        *self.buckets.entry(index).or_default() += 1;
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        self.count += other.count;
+        self.zeros += other.zeros;
+        for (index, count) in &other.buckets {
+            *self.buckets.entry(*index).or_default() += count;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The `q`-quantile (0..=1), within 1% of the true value; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        #[expect(
+            clippy::cast_precision_loss,
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "ranks"
+        )]
+        let rank = (q.clamp(0.0, 1.0) * (self.count - 1) as f64).floor() as u64;
+        if rank < self.zeros {
+            return Some(0);
+        }
+        let mut seen = self.zeros;
+        for (index, count) in &self.buckets {
+            seen += count;
+            if seen > rank {
+                // The bucket's midpoint in relative terms: within ALPHA of any value in it.
+                let value = 2.0 * gamma().powi(*index) / (gamma() + 1.0);
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    clippy::cast_sign_loss,
+                    reason = "durations"
+                )]
+                return Some(value.round() as u64);
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn quantiles_are_within_one_percent(mut values in proptest::collection::vec(1u64..10_000_000_000, 1..300), q in 0.0f64..=1.0) {
+            let mut sketch = Sketch::default();
+            for v in &values {
+                sketch.add(*v);
+            }
+            values.sort_unstable();
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let exact = values[(q * (values.len() - 1) as f64).floor() as usize] as f64;
+            #[allow(clippy::cast_precision_loss)]
+            let estimate = sketch.quantile(q).unwrap() as f64;
+            prop_assert!((estimate - exact).abs() <= exact * 0.0101 + 1.0, "{} vs {}", estimate, exact);
+        }
+
+        #[test]
+        fn merging_equals_adding_everything(a in proptest::collection::vec(0u64..1_000_000, 0..100), b in proptest::collection::vec(0u64..1_000_000, 0..100)) {
+            let (mut left, mut right, mut all) = (Sketch::default(), Sketch::default(), Sketch::default());
+            for v in &a { left.add(*v); all.add(*v); }
+            for v in &b { right.add(*v); all.add(*v); }
+            left.merge(&right);
+            prop_assert_eq!(left, all);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Aggregates the engine keeps as it goes: per process type (counts of each event, completed
+//! durations, SLA compliance, completions per minute), per service and operation (rate,
+//! errors, durations), and per channel and consumer group (messages, consumptions, time
+//! waited in the channel). Durations are mergeable sketches, so shards combine exactly.
+
+use std::collections::HashMap;
+
+use crate::sketch::Sketch;
+
+/// Distinct (service, operation) pairs tracked per shard; past it, operations of a service
+/// are counted under the operation name `other`, so label cardinality stays bounded.
+pub const MAX_OPERATIONS: usize = 10_000;
+/// Minutes of completions kept per type for rates.
+const MINUTES: usize = 60;
+const MINUTE: u64 = 60_000_000_000;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeStats {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub sla_breached: u64,
+    pub stuck: u64,
+    pub spec_violated: u64,
+    pub reopened: u64,
+    /// Durations of completed processes (ns).
+    pub durations: Sketch,
+    /// Completed processes whose type has an SLA, and those of them that met it.
+    pub with_sla: u64,
+    pub within_sla: u64,
+    /// Completions per minute over the last hour: (minute number, count).
+    minutes: Vec<(u64, u64)>,
+}
+
+impl TypeStats {
+    pub fn record_completion(&mut self, at: u64) {
+        let minute = at / MINUTE;
+        match self.minutes.iter_mut().find(|(m, _)| *m == minute) {
+            Some((_, count)) => *count += 1,
+            None => {
+                self.minutes.push((minute, 1));
+                if self.minutes.len() > MINUTES {
+                    self.minutes.sort_unstable();
+                    self.minutes.remove(0);
+                }
+            }
+        }
+    }
+
+    /// Completions per minute, averaged over the `window` minutes before `now`.
+    pub fn completed_per_minute(&self, now: u64, window: u64) -> f64 {
+        let current = now / MINUTE;
+        let total: u64 = self
+            .minutes
+            .iter()
+            .filter(|(m, _)| *m + window > current && *m <= current)
+            .map(|(_, c)| c)
+            .sum();
+        #[expect(clippy::cast_precision_loss, reason = "a rate")]
+        let rate = total as f64 / window.max(1) as f64;
+        rate
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperationStats {
+    pub count: u64,
+    pub errors: u64,
+    pub durations: Sketch,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChannelStats {
+    /// Messages sent on the channel.
+    pub messages: u64,
+    /// Producing services and how many messages each sent.
+    pub producers: HashMap<u32, u64>,
+    /// Per consumer group: consumptions and time waited in the channel.
+    pub groups: HashMap<u32, GroupStats>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupStats {
+    pub consumed: u64,
+    /// From the producer span's end to the consumer span's start (ns).
+    pub waits: Sketch,
+}
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub types: HashMap<u32, TypeStats>,
+    pub operations: HashMap<(u32, u32), OperationStats>,
+    pub channels: HashMap<u32, ChannelStats>,
+}
+
+impl Stats {
+    /// Stats of an operation, or of `other` in its service once the cap is reached.
+    pub fn operation(&mut self, service: u32, operation: u32, other: u32) -> &mut OperationStats {
+        let key = if self.operations.len() >= MAX_OPERATIONS
+            && !self.operations.contains_key(&(service, operation))
+        {
+            (service, other)
+        } else {
+            (service, operation)
+        };
+        self.operations.entry(key).or_default()
+    }
+}
