@@ -228,6 +228,8 @@ pub struct Engine {
     strings: Interner,
     events: Vec<Event>,
     stats: Stats,
+    /// Interned `other`: the operation name past the stats' cardinality cap.
+    other: u32,
     now: u64,
     running: usize,
     spans: u64,
@@ -236,6 +238,8 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
+        let mut strings = Interner::new();
+        let other = strings.intern("other");
         Self {
             config,
             policies: HashMap::new(),
@@ -252,9 +256,10 @@ impl Engine {
             timers: Timers::default(),
             channels: Vec::new(),
             channel_ids: HashMap::new(),
-            strings: Interner::new(),
+            strings,
             events: Vec::new(),
             stats: Stats::default(),
+            other,
             now: 0,
             running: 0,
             spans: 0,
@@ -399,10 +404,11 @@ impl Engine {
             return;
         };
         let joined_by_link = targets.len() == 1;
-        self.record(slot, span, joined_by_link, now);
+        let role = messaging::role(span);
+        self.record(slot, span, &role, joined_by_link, now);
 
         // Consumption of messages produced in other processes (links).
-        if let Role::Consumer { channel, group } = messaging::role(span) {
+        if let Role::Consumer { channel, group } = role {
             let channel_id = self.channel(channel.system, channel.destination);
             let group_id = self.learn_subscriber(channel_id, group);
             for link in &span.links {
@@ -719,8 +725,7 @@ impl Engine {
     }
 
     /// Applies one span to its process.
-    fn record(&mut self, slot: u32, span: &Span, joined_by_link: bool, now: u64) {
-        let role = messaging::role(span);
+    fn record(&mut self, slot: u32, span: &Span, role: &Role<'_>, joined_by_link: bool, now: u64) {
         let service = self.strings.intern(span.service_name());
         let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
         for kv in &span.attributes {
@@ -751,7 +756,12 @@ impl Engine {
                     == Some(value.as_str())
             })
             .map(|rule| rule.2);
-        let operation = self.strings.get(&span.name);
+        // Operation names are interned while under the stats' cardinality cap.
+        let operation = if self.stats.operations.len() < crate::stats::MAX_OPERATIONS {
+            Some(self.strings.intern(&span.name))
+        } else {
+            self.strings.get(&span.name)
+        };
         let root_type = self
             .root_rules
             .iter()
@@ -762,14 +772,8 @@ impl Engine {
             Some(_) => None,
         };
         let step = operation.filter(|op| self.step_operations.contains(&(service, *op)));
-        // Operation stats; names are interned only while under the cardinality cap.
-        let operation_id = if self.stats.operations.len() < crate::stats::MAX_OPERATIONS {
-            Some(self.strings.intern(&span.name))
-        } else {
-            operation
-        };
-        let other = self.strings.intern("other");
-        let op_stats = self.stats.operation(service, operation_id.unwrap_or(other), other);
+        let other = self.other;
+        let op_stats = self.stats.operation(service, operation.unwrap_or(other), other);
         op_stats.count += 1;
         op_stats.durations.add(span.duration_nanos());
         if span.status.code == StatusCode::Error {

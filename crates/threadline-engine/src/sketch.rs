@@ -3,15 +3,15 @@
 //! value, whatever the distribution; two sketches merge by adding their bucket counts, so
 //! shards (and time windows) combine exactly.
 
-use std::collections::BTreeMap;
-
 /// Relative accuracy of quantiles.
 const ALPHA: f64 = 0.01;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sketch {
-    /// Bucket index → count; bucket `i` holds values in `(γ^(i-1), γ^i]`.
-    buckets: BTreeMap<i32, u64>,
+    /// Dense counts of buckets `offset..offset + len`; bucket `i` holds values in
+    /// `(γ^(i-1), γ^i]`. Durations from a nanosecond to hours span a few hundred buckets.
+    buckets: Vec<u32>,
+    offset: i32,
     /// Count of zero values.
     zeros: u64,
     count: u64,
@@ -34,14 +34,38 @@ impl Sketch {
             reason = "log buckets"
         )]
         let index = ((value as f64).ln() / gamma().ln()).ceil() as i32;
-        *self.buckets.entry(index).or_default() += 1;
+        let slot = self.slot(index);
+        *slot = slot.saturating_add(1);
+    }
+
+    /// The counter of bucket `index`, growing the dense range to include it.
+    fn slot(&mut self, index: i32) -> &mut u32 {
+        if self.buckets.is_empty() {
+            self.offset = index;
+        }
+        if index < self.offset {
+            let grow = usize::try_from(self.offset - index).unwrap_or(0);
+            self.buckets.splice(0..0, std::iter::repeat_n(0, grow));
+            self.offset = index;
+        }
+        let at = usize::try_from(index - self.offset).unwrap_or(0);
+        if at >= self.buckets.len() {
+            self.buckets.resize(at + 1, 0);
+        }
+        &mut self.buckets[at]
+    }
+
+    /// Non-empty buckets as (index, count), in increasing order.
+    fn indexed(&self) -> impl Iterator<Item = (i32, u64)> + '_ {
+        (self.offset..).zip(self.buckets.iter().map(|c| u64::from(*c))).filter(|(_, c)| *c > 0)
     }
 
     pub fn merge(&mut self, other: &Sketch) {
         self.count += other.count;
         self.zeros += other.zeros;
-        for (index, count) in &other.buckets {
-            *self.buckets.entry(*index).or_default() += count;
+        for (index, count) in other.indexed() {
+            let slot = self.slot(index);
+            *slot = slot.saturating_add(u32::try_from(count).unwrap_or(u32::MAX));
         }
     }
 
@@ -65,11 +89,11 @@ impl Sketch {
             return Some(0);
         }
         let mut seen = self.zeros;
-        for (index, count) in &self.buckets {
+        for (index, count) in self.indexed() {
             seen += count;
             if seen > rank {
                 // The bucket's midpoint in relative terms: within ALPHA of any value in it.
-                let value = 2.0 * gamma().powi(*index) / (gamma() + 1.0);
+                let value = 2.0 * gamma().powi(index) / (gamma() + 1.0);
                 #[expect(
                     clippy::cast_possible_truncation,
                     clippy::cast_sign_loss,
