@@ -1,8 +1,8 @@
 //! One shard of the process engine. See the crate documentation for the model; the rules are
 //! in `docs/engine.md`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::BTreeSet;
+use std::hash::BuildHasher as _;
 
 use thin_vec::ThinVec;
 use threadline_core::id::TraceId;
@@ -11,6 +11,7 @@ use threadline_core::value::AnyValue;
 
 use crate::config::{EngineConfig, TypePolicy};
 use crate::event::{Event, EventKind};
+use crate::hash::{HashMap, HashSet};
 use crate::keys;
 use crate::messaging::{self, Role};
 use crate::process::{
@@ -242,20 +243,20 @@ impl Engine {
         let other = strings.intern("other");
         Self {
             config,
-            policies: HashMap::new(),
-            rules: HashMap::new(),
+            policies: HashMap::default(),
+            rules: HashMap::default(),
             root_rules: Vec::new(),
             attribute_rules: Vec::new(),
-            step_operations: HashSet::new(),
-            key_names: HashSet::new(),
+            step_operations: HashSet::default(),
+            key_names: HashSet::default(),
             slots: Slab::default(),
             free: Vec::new(),
             generations: Vec::new(),
-            by_trace: HashMap::new(),
+            by_trace: HashMap::default(),
             by_key: BTreeSet::new(),
             timers: Timers::default(),
             channels: Vec::new(),
-            channel_ids: HashMap::new(),
+            channel_ids: HashMap::default(),
             strings,
             events: Vec::new(),
             stats: Stats::default(),
@@ -431,7 +432,7 @@ impl Engine {
 
     /// Aggregates per process type, rates over the last `window_minutes` before `now`.
     pub fn type_summaries(&self, now: u64, window_minutes: u64) -> Vec<TypeSummary> {
-        let mut in_flight: HashMap<u32, (u64, u64)> = HashMap::new();
+        let mut in_flight: HashMap<u32, (u64, u64)> = HashMap::default();
         for p in self.slots.iter().flatten() {
             if p.state == State::Running && !p.has(PROVISIONAL) {
                 let entry = in_flight.entry(p.type_id).or_default();
@@ -1280,8 +1281,6 @@ fn group_bit(channels: &[ChannelState], channel: u32, group: u32) -> u64 {
 }
 
 fn key_hash(key: u32, value: &str) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    value.hash(&mut hasher);
-    hasher.finish()
+    // A fixed seed: the key index must hash the same way for the life of the engine.
+    foldhash::fast::FixedState::with_seed(0x7468_7265_6164).hash_one((key, value))
 }

@@ -55,6 +55,10 @@ fn string_attribute<'a>(span: &'a Span, names: &[&str]) -> Option<&'a str> {
 
 /// The messaging role of a span.
 pub fn role(span: &Span) -> Role<'_> {
+    // Only these kinds can play a messaging role: skip the attribute scans for the rest.
+    if !matches!(span.kind, SpanKind::Producer | SpanKind::Consumer | SpanKind::Client) {
+        return Role::None;
+    }
     let Some(destination) = string_attribute(span, DESTINATION) else { return Role::None };
     let system = string_attribute(span, SYSTEM).unwrap_or("");
     let channel = Channel { system, destination };
