@@ -301,8 +301,10 @@ pub struct EngineStatus {
     pub processes: u64,
     pub running: u64,
     pub spans: u64,
-    /// Processes not tracked because `engine.max_in_flight` was reached.
-    pub untracked_processes: u64,
+    /// Spans of processes not tracked because `engine.max_in_flight` processes were running.
+    pub untracked_spans: u64,
+    /// Finished processes dropped before `engine.retain_finished_secs` to make room.
+    pub evicted_finished: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

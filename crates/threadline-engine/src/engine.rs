@@ -199,8 +199,11 @@ pub struct EngineStats {
     pub running: usize,
     pub timers: usize,
     pub spans: u64,
-    /// Processes not tracked because `max_in_flight` was reached.
-    pub untracked_processes: u64,
+    /// Spans of processes not tracked because `max_in_flight` was reached with every held
+    /// process running.
+    pub untracked_spans: u64,
+    /// Finished processes dropped before `retain_finished` ended, to make room for new ones.
+    pub evicted_finished: u64,
 }
 
 /// One shard of the process engine.
@@ -229,6 +232,11 @@ pub struct Engine {
     strings: Interner,
     events: Vec<Event>,
     stats: Stats,
+    /// Finished processes in order of finishing (slot, generation, finish time): the eviction
+    /// order when `max_in_flight` is reached. Stale entries are skipped when popped.
+    finished: std::collections::VecDeque<(u32, u32, u64)>,
+    /// Finished processes dropped early to make room.
+    evicted: u64,
     /// Interned `other`: the operation name past the stats' cardinality cap.
     other: u32,
     now: u64,
@@ -260,6 +268,8 @@ impl Engine {
             strings,
             events: Vec::new(),
             stats: Stats::default(),
+            finished: std::collections::VecDeque::new(),
+            evicted: 0,
             other,
             now: 0,
             running: 0,
@@ -353,7 +363,8 @@ impl Engine {
             running: self.running,
             timers: self.timers.len(),
             spans: self.spans,
-            untracked_processes: self.untracked,
+            untracked_spans: self.untracked,
+            evicted_finished: self.evicted,
         }
     }
 
@@ -641,8 +652,11 @@ impl Engine {
 
     fn create(&mut self, trace_id: TraceId, now: u64) -> Option<u32> {
         if self.slots.len() - self.free.len() >= self.config.max_in_flight {
-            self.untracked += 1;
-            return None;
+            // Finished processes kept for late spans give way first, oldest first.
+            if !self.evict_oldest_finished() {
+                self.untracked += 1;
+                return None;
+            }
         }
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -1082,6 +1096,7 @@ impl Engine {
         p.state = state;
         p.mode = mode;
         p.finished_at = at;
+        self.finished.push_back((slot, p.generation, at));
         p.unstick();
         self.running -= 1;
         let sla = self.policy(self.slots[slot as usize].as_ref().expect("present")).sla_nanos;
@@ -1130,6 +1145,7 @@ impl Engine {
         if p.state != State::Running {
             if t >= p.finished_at.saturating_add(retain) {
                 self.remove(slot);
+                self.trim_finished();
             } else {
                 self.rearm(slot);
             }
@@ -1255,6 +1271,37 @@ impl Engine {
         let at = wake.max(self.now);
         self.slots[slot as usize].as_mut().expect("present").armed = at;
         self.timers.arm(at, slot, generation);
+    }
+
+    /// Drops entries of the finish order that no longer name a finished process (removed,
+    /// reopened, or its slot reused), so the order stays as long as the processes it names.
+    fn trim_finished(&mut self) {
+        while let Some(&(slot, generation, at)) = self.finished.front() {
+            let current = self.slots.get(slot as usize).and_then(|p| p.as_ref());
+            let live = current.is_some_and(|p| {
+                p.generation == generation && p.state != State::Running && p.finished_at == at
+            });
+            if live {
+                break;
+            }
+            self.finished.pop_front();
+        }
+    }
+
+    /// Removes the process that finished longest ago, if one is still held; returns whether
+    /// a slot was freed.
+    fn evict_oldest_finished(&mut self) -> bool {
+        while let Some((slot, generation, at)) = self.finished.pop_front() {
+            let current = self.slots.get(slot as usize).and_then(|p| p.as_ref());
+            if current.is_some_and(|p| {
+                p.generation == generation && p.state != State::Running && p.finished_at == at
+            }) {
+                self.remove(slot);
+                self.evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     fn remove(&mut self, slot: u32) {

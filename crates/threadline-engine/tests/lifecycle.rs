@@ -578,3 +578,23 @@ fn aggregates_per_type_operation_and_channel() {
     let wait = group.wait_p50.unwrap();
     assert!((1_376_000_000..=1_404_000_000).contains(&wait), "{wait}");
 }
+
+#[test]
+fn at_the_process_cap_finished_processes_give_way_before_new_ones_go_untracked() {
+    let mut sim = Sim::with(EngineConfig { max_in_flight: 2, ..EngineConfig::default() });
+    sim.arrive(0.2, &[checkout_root(1), checkout_root(2)]);
+    sim.advance(1.0);
+    // Both finished and retained; a third process evicts the one that finished first.
+    sim.arrive(2.0, &[checkout_root(3).clone()]);
+    assert!(sim.engine.process(trace(1)).is_none());
+    assert!(sim.engine.process(trace(2)).is_some());
+    // Two running processes fill the cap: the next one is not tracked, and counted.
+    sim.arrive(2.0, &[order_placed(4), checkout_root(4)]);
+    sim.engine.declare_subscribers("kafka", "orders", &["payments"]);
+    sim.arrive(3.0, &[order_placed(5), checkout_root(5)]);
+    sim.arrive(3.0, &[order_placed(6), checkout_root(6)]);
+    let stats = sim.engine.stats();
+    // Both spans of the untracked process 6 are counted.
+    assert_eq!((stats.evicted_finished, stats.untracked_spans), (3, 2), "{stats:?}");
+    assert!(sim.engine.process(trace(6)).is_none());
+}

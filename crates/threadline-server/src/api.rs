@@ -116,7 +116,8 @@ async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
             processes: engine.processes as u64,
             running: engine.running as u64,
             spans: engine.spans,
-            untracked_processes: engine.untracked_processes,
+            untracked_spans: engine.untracked_spans,
+            evicted_finished: engine.evicted_finished,
         },
     })
 }
