@@ -192,6 +192,32 @@ pub struct Graph {
     pub channels: Vec<ChannelSummary>,
 }
 
+/// A process leaving one shard for another, with the names its interned ids stand for.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    process: Process,
+    /// Per pending message, in order: its channel and the groups it awaits (`None`: any).
+    pending: Vec<(String, String, Option<Vec<String>>)>,
+    /// Early consumptions: message fingerprint and group name.
+    consumed: Vec<(u32, String)>,
+    /// Service and operation of each step seen, in order.
+    steps: Vec<(String, String)>,
+    type_name: Option<String>,
+    /// Key names of the process's keys, in order.
+    keys: Vec<String>,
+}
+
+/// A consumption of a message that lives in another shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteConsume {
+    pub trace_id: TraceId,
+    pub message: threadline_core::id::SpanId,
+    pub system: String,
+    pub destination: String,
+    pub group: String,
+    pub consumer_start: u64,
+}
+
 /// Counters of the shard, for status and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct EngineStats {
@@ -239,6 +265,8 @@ pub struct Engine {
     evicted: u64,
     /// Interned `other`: the operation name past the stats' cardinality cap.
     other: u32,
+    /// Subscribers learned since the last `drain_learned`.
+    learned: Vec<(String, String, String)>,
     now: u64,
     running: usize,
     spans: u64,
@@ -271,6 +299,7 @@ impl Engine {
             finished: std::collections::VecDeque::new(),
             evicted: 0,
             other,
+            learned: Vec::new(),
             now: 0,
             running: 0,
             spans: 0,
@@ -384,6 +413,12 @@ impl Engine {
 
     /// Takes one span in at engine time `now`.
     pub fn ingest(&mut self, span: &Span, now: u64) {
+        self.ingest_with(span, now, &|_| false);
+    }
+
+    /// Takes one span in, in a shard of several: links to traces for which `remote` is true
+    /// belong to other shards and are left to them (see [`Engine::consume_remote`]).
+    pub fn ingest_with(&mut self, span: &Span, now: u64, remote: &dyn Fn(TraceId) -> bool) {
         self.advance(now);
         self.spans += 1;
         let trace_slot = self.by_trace.get(&span.trace_id).copied();
@@ -391,8 +426,12 @@ impl Engine {
         // A span linking to other traces may join its trace to their process; a batch
         // consumer linking to several processes joins none of them.
         let mut targets: Vec<u32> = Vec::new();
+        // A link to a trace of another shard: the router saw several linked traces (else it
+        // would have sent the span there), so this span joins no process.
+        let links_elsewhere =
+            span.links.iter().any(|l| l.trace_id != span.trace_id && remote(l.trace_id));
         for link in &span.links {
-            if link.trace_id == span.trace_id {
+            if link.trace_id == span.trace_id || remote(link.trace_id) {
                 continue;
             }
             let Some(slot) = self.slot_for_trace(link.trace_id, now) else { continue };
@@ -400,7 +439,8 @@ impl Engine {
                 targets.push(slot);
             }
         }
-        let slot = match (trace_slot, targets.as_slice()) {
+        let join: &[u32] = if links_elsewhere { &[] } else { &targets };
+        let slot = match (trace_slot, join) {
             (Some(own), [target]) if own != *target => Some(self.merge(*target, own)),
             (Some(own), _) => Some(own),
             (None, [target]) => {
@@ -415,7 +455,7 @@ impl Engine {
         let Some(slot) = slot else {
             return;
         };
-        let joined_by_link = targets.len() == 1;
+        let joined_by_link = join.len() == 1;
         let role = messaging::role(span);
         self.record(slot, span, &role, joined_by_link, now);
 
@@ -423,7 +463,7 @@ impl Engine {
         if let Role::Consumer { channel, group } = role {
             let channel_id = self.channel(channel.system, channel.destination);
             let group_id = self.learn_subscriber(channel_id, group);
-            for link in &span.links {
+            for link in span.links.iter().filter(|l| !remote(l.trace_id)) {
                 let message = fingerprint(link.span_id);
                 let target = if link.trace_id == span.trace_id {
                     Some(slot)
@@ -543,6 +583,121 @@ impl Engine {
             .collect();
         channels.sort_by(|a, b| (&a.system, &a.destination).cmp(&(&b.system, &b.destination)));
         Graph { operations, channels }
+    }
+
+    /// A consumption seen by another shard: consumer group `group` processed the message sent
+    /// by span `message` of trace `trace` on a channel, starting at `consumer_start`.
+    pub fn consume_remote(&mut self, remote: &RemoteConsume, now: u64) {
+        self.advance(now);
+        let channel = self.channel(&remote.system, &remote.destination);
+        let group = self.learn_subscriber(channel, &remote.group);
+        let Some(slot) = self.slot_for_trace(remote.trace_id, now) else { return };
+        self.consume(slot, fingerprint(remote.message), group, now, remote.consumer_start);
+        self.rearm(slot);
+    }
+
+    /// Takes the process holding `trace_id` out of this shard, to hand it to another.
+    pub fn export_trace(&mut self, trace_id: TraceId) -> Option<Exported> {
+        let slot = *self.by_trace.get(&trace_id)?;
+        let process = self.slots[slot as usize].as_ref()?.clone();
+        if process.state == State::Running {
+            self.running -= 1;
+        }
+        self.remove(slot);
+        self.trim_finished();
+        let name = |id: u32| self.strings.name(id).to_owned();
+        let pending = process
+            .pending
+            .iter()
+            .map(|m| {
+                let channel = &self.channels[m.channel as usize];
+                let groups = if m.awaiting & ANY_GROUP != 0 {
+                    None
+                } else {
+                    Some(self.awaited_groups(m).into_iter().map(str::to_owned).collect())
+                };
+                (name(channel.system), name(channel.destination), groups)
+            })
+            .collect();
+        let extra = process.extra.as_deref();
+        let consumed = extra
+            .map(|e| e.consumed.iter().map(|(m, g)| (*m, name(*g))).collect())
+            .unwrap_or_default();
+        let steps = extra
+            .map(|e| e.steps.iter().map(|s| (name(s.service), name(s.operation))).collect())
+            .unwrap_or_default();
+        let type_name = (process.type_id != 0).then(|| name(process.type_id));
+        let keys = process.keys.iter().map(|(k, _)| name(*k)).collect();
+        Some(Exported { process, pending, consumed, steps, type_name, keys })
+    }
+
+    /// Takes in a process exported by another shard, joining it to a process here that holds
+    /// one of its traces, if any. Interned ids are translated by name.
+    pub fn import(&mut self, exported: Exported, now: u64) {
+        self.advance(now);
+        let Exported { mut process, pending, consumed, steps, type_name, keys } = exported;
+        for (message, (system, destination, groups)) in process.pending.iter_mut().zip(pending) {
+            let channel = self.channel(&system, &destination);
+            message.channel = channel;
+            if let Some(groups) = groups {
+                let mut awaiting = 0u64;
+                for group in groups {
+                    let id = self.learn_subscriber(channel, &group);
+                    awaiting |= group_bit(&self.channels, channel, id);
+                }
+                message.awaiting = if awaiting == 0 { ANY_GROUP } else { awaiting };
+            }
+        }
+        process.type_id = type_name.map_or(0, |name| self.strings.intern(&name));
+        for (key, name) in process.keys.iter_mut().zip(&keys) {
+            key.0 = self.strings.intern(name);
+        }
+        if let Some(extra) = process.extra.as_mut() {
+            extra.consumed = consumed.iter().map(|(m, g)| (*m, self.strings.intern(g))).collect();
+            for (step, (service, operation)) in extra.steps.iter_mut().zip(&steps) {
+                step.service = self.strings.intern(service);
+                step.operation = self.strings.intern(operation);
+            }
+        }
+        let traces: Vec<TraceId> =
+            std::iter::once(process.id).chain(process.joined_traces().iter().copied()).collect();
+        let existing = traces.iter().find_map(|t| self.by_trace.get(t).copied());
+        let running = process.state == State::Running;
+        let slot = match existing {
+            Some(into) => {
+                for (key, value) in &process.keys {
+                    self.by_key.insert((key_hash(*key, value), into));
+                }
+                let channels = &self.channels;
+                if let Some(p) = self.slots[into as usize].as_mut() {
+                    p.absorb(process, &|channel, group| group_bit(channels, channel, group));
+                }
+                into
+            }
+            None => {
+                let Some(slot) = self.create(process.id, now) else { return };
+                process.generation = self.slots[slot as usize].as_ref().map_or(0, |p| p.generation);
+                process.armed = u64::MAX;
+                for (key, value) in &process.keys {
+                    self.by_key.insert((key_hash(*key, value), slot));
+                }
+                if !running {
+                    self.running -= 1;
+                }
+                self.slots[slot as usize] = Some(process);
+                slot
+            }
+        };
+        for trace in traces {
+            self.by_trace.insert(trace, slot);
+        }
+        self.rearm(slot);
+    }
+
+    /// Subscribers learned since the last call, as (system, destination, group), for the
+    /// other shards.
+    pub fn drain_learned(&mut self) -> Vec<(String, String, String)> {
+        std::mem::take(&mut self.learned)
     }
 
     /// A read-only view of the process holding `trace_id` (its own or a joined trace).
@@ -716,12 +871,17 @@ impl Engine {
     }
 
     fn learn_subscriber(&mut self, channel: u32, group: &str) -> u32 {
-        let group = self.strings.intern(group);
-        let subscribers = &mut self.channels[channel as usize].subscribers;
-        if !subscribers.contains(&group) {
-            subscribers.push(group);
+        let group_id = self.strings.intern(group);
+        let state = &mut self.channels[channel as usize];
+        if !state.subscribers.contains(&group_id) {
+            state.subscribers.push(group_id);
+            self.learned.push((
+                self.strings.name(state.system).to_owned(),
+                self.strings.name(state.destination).to_owned(),
+                group.to_owned(),
+            ));
         }
-        group
+        group_id
     }
 
     fn consume(&mut self, slot: u32, message: u32, group: u32, now: u64, consumer_start: u64) {

@@ -18,6 +18,7 @@ mod hash;
 pub mod keys;
 pub mod messaging;
 mod process;
+pub mod sharded;
 pub mod sketch;
 mod slab;
 pub mod stats;

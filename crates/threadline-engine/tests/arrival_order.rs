@@ -102,9 +102,20 @@ fn run(spans: &[Span], order: &[usize], step: f64) -> (Vec<ProcessView>, Vec<Eve
 }
 
 fn scenario() -> impl Strategy<Value = (Vec<Span>, Vec<usize>)> {
-    proptest::collection::vec(shape(), 1..4).prop_flat_map(|shapes| {
-        let spans: Vec<Span> =
+    (proptest::collection::vec(shape(), 1..4), any::<bool>()).prop_flat_map(|(shapes, batch)| {
+        let mut spans: Vec<Span> =
             (1u64..).zip(&shapes).flat_map(|(n, shape)| spans(n, shape)).collect();
+        if batch {
+            // A batch consumer (its own trace) processing every checkout's message at once.
+            let mut consumer = span(999, 99_900, "billing", "orders process")
+                .kind(SpanKind::Consumer)
+                .consumes("orders", "billing")
+                .at(0.7, 0.8);
+            for n in 1..=shapes.len() as u64 {
+                consumer = consumer.link(10 * n, 100 * n + 2);
+            }
+            spans.push(consumer.build());
+        }
         let order: Vec<usize> = (0..spans.len()).collect();
         (Just(spans), Just(order).prop_shuffle())
     })
@@ -177,6 +188,49 @@ proptest! {
         // No event names a process that does not exist at the end.
         for (id, kind) in counts.keys() {
             prop_assert!(state.iter().any(|v| v.id.to_hex() == *id), "{:?} for vanished {}", kind, id);
+        }
+    }
+}
+
+/// The same spans through three shards behind the router.
+fn run_sharded(spans: &[Span], order: &[usize], step: f64) -> (Vec<ProcessView>, Vec<Event>) {
+    let config = EngineConfig {
+        retain_finished_nanos: 1_000_000 * threadline_engine::config::SECOND,
+        ..EngineConfig::default()
+    };
+    let mut shards = threadline_engine::sharded::Shards::new(3, &config);
+    for engine in shards.engines_mut() {
+        engine.declare_subscribers("kafka", "orders", &["payments", "inventory"]);
+    }
+    let mut events = Vec::new();
+    for (i, index) in order.iter().enumerate() {
+        #[allow(clippy::cast_precision_loss, reason = "small counts")]
+        shards.ingest(&spans[*index], secs(1.0 + step * i as f64));
+        events.extend(shards.drain_events());
+    }
+    shards.advance(secs(100_000.0));
+    events.extend(shards.drain_events());
+    let mut views: Vec<ProcessView> = shards.engines().iter().flat_map(Engine::processes).collect();
+    views.sort_by_key(|v| v.id);
+    (views, events)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Partitioning by process changes nothing: three shards end in the same state as one
+    /// engine, whatever the arrival order, and fire each event once per occurrence.
+    #[test]
+    fn three_shards_end_like_one_engine((spans, order) in scenario()) {
+        let in_order: Vec<usize> = (0..spans.len()).collect();
+        let (expected, _) = run(&spans, &in_order, 0.05);
+        let (sharded, events) = run_sharded(&spans, &order, 0.05);
+        let essence_of = |views: &[ProcessView]| views.iter().map(essence).collect::<Vec<_>>();
+        prop_assert_eq!(essence_of(&sharded), essence_of(&expected));
+        let counts = counts(&events);
+        for view in &sharded {
+            let id = view.id.to_hex();
+            prop_assert_eq!(counts.get(&(id.clone(), EventKind::Started)).copied().unwrap_or(0), 1, "{}", id);
         }
     }
 }
