@@ -150,6 +150,8 @@ pub struct Engine {
     pub max_in_flight: usize,
     /// How long a finished process stays in memory, so that late spans reopen it.
     pub retain_finished_secs: u64,
+    /// Engine shards, each a thread owning the processes routed to it; 0: one per core.
+    pub shards: usize,
 }
 
 impl Default for Engine {
@@ -162,6 +164,7 @@ impl Default for Engine {
             default_sla_secs: None,
             max_in_flight: 1_000_000,
             retain_finished_secs: 60,
+            shards: 0,
         }
     }
 }

@@ -130,6 +130,133 @@ pub struct ProcessView {
     pub spec: Option<SpecResult>,
 }
 
+/// Mergeable aggregates of one process type, by name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedTypeStats {
+    pub name: String,
+    pub stats: crate::stats::TypeStats,
+    pub in_flight: u64,
+    pub stuck: u64,
+}
+
+/// Mergeable aggregates of a channel, by names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamedChannelStats {
+    pub messages: u64,
+    pub producers: std::collections::BTreeMap<String, u64>,
+    pub groups: std::collections::BTreeMap<String, crate::stats::GroupStats>,
+}
+
+/// Mergeable graph aggregates, by names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GraphStats {
+    pub operations: std::collections::BTreeMap<(String, String), crate::stats::OperationStats>,
+    pub channels: std::collections::BTreeMap<(String, String), NamedChannelStats>,
+}
+
+impl GraphStats {
+    /// Adds another shard's aggregates.
+    pub fn merge(&mut self, other: GraphStats) {
+        for (key, stats) in other.operations {
+            let mine = self.operations.entry(key).or_default();
+            mine.count += stats.count;
+            mine.errors += stats.errors;
+            mine.durations.merge(&stats.durations);
+        }
+        for (key, stats) in other.channels {
+            let mine = self.channels.entry(key).or_default();
+            mine.messages += stats.messages;
+            for (service, n) in stats.producers {
+                *mine.producers.entry(service).or_default() += n;
+            }
+            for (group, gs) in stats.groups {
+                let g = mine.groups.entry(group).or_default();
+                g.consumed += gs.consumed;
+                g.waits.merge(&gs.waits);
+            }
+        }
+    }
+}
+
+/// Type summaries from the (merged) raw aggregates of one or more shards.
+pub fn summarize_types(
+    stats: Vec<NamedTypeStats>,
+    now: u64,
+    window_minutes: u64,
+) -> Vec<TypeSummary> {
+    let mut merged: std::collections::BTreeMap<String, NamedTypeStats> = Default::default();
+    for item in stats {
+        let entry = merged
+            .entry(item.name.clone())
+            .or_insert_with(|| NamedTypeStats { name: item.name.clone(), ..Default::default() });
+        entry.stats.merge(&item.stats);
+        entry.in_flight += item.in_flight;
+        entry.stuck += item.stuck;
+    }
+    merged
+        .into_values()
+        .map(|t| TypeSummary {
+            name: t.name,
+            started: t.stats.started,
+            completed: t.stats.completed,
+            failed: t.stats.failed,
+            in_flight: t.in_flight,
+            stuck: t.stuck,
+            stuck_total: t.stats.stuck,
+            sla_breached: t.stats.sla_breached,
+            spec_violated: t.stats.spec_violated,
+            reopened: t.stats.reopened,
+            duration_p50: t.stats.durations.quantile(0.5),
+            duration_p95: t.stats.durations.quantile(0.95),
+            duration_p99: t.stats.durations.quantile(0.99),
+            #[expect(clippy::cast_precision_loss, reason = "a ratio")]
+            sla_compliance: (t.stats.with_sla > 0)
+                .then(|| t.stats.within_sla as f64 / t.stats.with_sla as f64),
+            completed_per_minute: t.stats.completed_per_minute(now, window_minutes),
+        })
+        .collect()
+}
+
+/// The graph from the (merged) raw aggregates of one or more shards.
+pub fn summarize_graph(stats: GraphStats) -> Graph {
+    Graph {
+        operations: stats
+            .operations
+            .into_iter()
+            .map(|((service, operation), stats)| OperationSummary {
+                service,
+                operation,
+                count: stats.count,
+                errors: stats.errors,
+                duration_p50: stats.durations.quantile(0.5),
+                duration_p95: stats.durations.quantile(0.95),
+                duration_p99: stats.durations.quantile(0.99),
+            })
+            .collect(),
+        channels: stats
+            .channels
+            .into_iter()
+            .map(|((system, destination), stats)| ChannelSummary {
+                system,
+                destination,
+                messages: stats.messages,
+                producers: stats.producers.into_iter().collect(),
+                groups: stats
+                    .groups
+                    .into_iter()
+                    .map(|(group, gs)| GroupSummary {
+                        group,
+                        consumed: gs.consumed,
+                        wait_p50: gs.waits.quantile(0.5),
+                        wait_p95: gs.waits.quantile(0.95),
+                        wait_p99: gs.waits.quantile(0.99),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
 /// Aggregates of one process type.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypeSummary {
@@ -483,106 +610,66 @@ impl Engine {
 
     /// Aggregates per process type, rates over the last `window_minutes` before `now`.
     pub fn type_summaries(&self, now: u64, window_minutes: u64) -> Vec<TypeSummary> {
-        let mut in_flight: HashMap<u32, (u64, u64)> = HashMap::default();
+        summarize_types(self.type_stats(), now, window_minutes)
+    }
+
+    /// Raw, mergeable aggregates per process type, by name (for merging shards).
+    pub fn type_stats(&self) -> Vec<NamedTypeStats> {
+        let mut by_type: HashMap<u32, NamedTypeStats> = HashMap::default();
+        let named = |type_id: u32| NamedTypeStats {
+            name: if type_id == 0 {
+                "unknown".to_owned()
+            } else {
+                self.strings.name(type_id).to_owned()
+            },
+            ..NamedTypeStats::default()
+        };
+        for (type_id, stats) in &self.stats.types {
+            by_type.entry(*type_id).or_insert_with(|| named(*type_id)).stats = stats.clone();
+        }
         for p in self.slots.iter().flatten() {
             if p.state == State::Running && !p.has(PROVISIONAL) {
-                let entry = in_flight.entry(p.type_id).or_default();
-                entry.0 += 1;
-                entry.1 += u64::from(p.has(STUCK));
+                let entry = by_type.entry(p.type_id).or_insert_with(|| named(p.type_id));
+                entry.in_flight += 1;
+                entry.stuck += u64::from(p.has(STUCK));
             }
         }
-        let mut types: Vec<u32> = self.stats.types.keys().copied().collect();
-        types.extend(in_flight.keys().copied());
-        types.sort_unstable();
-        types.dedup();
-        let empty = crate::stats::TypeStats::default();
-        let mut summaries: Vec<TypeSummary> = types
-            .into_iter()
-            .map(|type_id| {
-                let stats = self.stats.types.get(&type_id).unwrap_or(&empty);
-                let (running, stuck) = in_flight.get(&type_id).copied().unwrap_or_default();
-                TypeSummary {
-                    name: if type_id == 0 {
-                        "unknown".to_owned()
-                    } else {
-                        self.strings.name(type_id).to_owned()
-                    },
-                    started: stats.started,
-                    completed: stats.completed,
-                    failed: stats.failed,
-                    in_flight: running,
-                    stuck,
-                    stuck_total: stats.stuck,
-                    sla_breached: stats.sla_breached,
-                    spec_violated: stats.spec_violated,
-                    reopened: stats.reopened,
-                    duration_p50: stats.durations.quantile(0.5),
-                    duration_p95: stats.durations.quantile(0.95),
-                    duration_p99: stats.durations.quantile(0.99),
-                    #[expect(clippy::cast_precision_loss, reason = "a ratio")]
-                    sla_compliance: (stats.with_sla > 0)
-                        .then(|| stats.within_sla as f64 / stats.with_sla as f64),
-                    completed_per_minute: stats.completed_per_minute(now, window_minutes),
-                }
-            })
-            .collect();
-        summaries.sort_by(|a, b| a.name.cmp(&b.name));
-        summaries
+        by_type.into_values().collect()
     }
 
     /// The service and channel graph: operations with their rate, errors and durations, and
     /// channels with their producers, consumer groups and the time messages wait in them.
     pub fn graph(&self) -> Graph {
-        let mut operations: Vec<OperationSummary> = self
-            .stats
-            .operations
-            .iter()
-            .map(|((service, operation), stats)| OperationSummary {
-                service: self.strings.name(*service).to_owned(),
-                operation: self.strings.name(*operation).to_owned(),
-                count: stats.count,
-                errors: stats.errors,
-                duration_p50: stats.durations.quantile(0.5),
-                duration_p95: stats.durations.quantile(0.95),
-                duration_p99: stats.durations.quantile(0.99),
-            })
-            .collect();
-        operations.sort_by(|a, b| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)));
-        let mut channels: Vec<ChannelSummary> = self
-            .stats
-            .channels
-            .iter()
-            .map(|(channel, stats)| {
-                let state = &self.channels[*channel as usize];
-                let mut producers: Vec<(String, u64)> = stats
-                    .producers
-                    .iter()
-                    .map(|(s, n)| (self.strings.name(*s).to_owned(), *n))
-                    .collect();
-                producers.sort();
-                let mut groups: Vec<GroupSummary> = stats
-                    .groups
-                    .iter()
-                    .map(|(g, gs)| GroupSummary {
-                        group: self.strings.name(*g).to_owned(),
-                        consumed: gs.consumed,
-                        wait_p50: gs.waits.quantile(0.5),
-                        wait_p95: gs.waits.quantile(0.95),
-                        wait_p99: gs.waits.quantile(0.99),
-                    })
-                    .collect();
-                groups.sort_by(|a, b| a.group.cmp(&b.group));
-                ChannelSummary {
-                    system: self.strings.name(state.system).to_owned(),
-                    destination: self.strings.name(state.destination).to_owned(),
-                    messages: stats.messages,
-                    producers,
-                    groups,
-                }
-            })
-            .collect();
-        channels.sort_by(|a, b| (&a.system, &a.destination).cmp(&(&b.system, &b.destination)));
-        Graph { operations, channels }
+        summarize_graph(self.graph_stats())
+    }
+
+    /// Raw, mergeable graph aggregates, by name (for merging shards).
+    pub fn graph_stats(&self) -> GraphStats {
+        let name = |id: u32| self.strings.name(id).to_owned();
+        GraphStats {
+            operations: self
+                .stats
+                .operations
+                .iter()
+                .map(|((service, operation), stats)| {
+                    ((name(*service), name(*operation)), stats.clone())
+                })
+                .collect(),
+            channels: self
+                .stats
+                .channels
+                .iter()
+                .map(|(channel, stats)| {
+                    let state = &self.channels[*channel as usize];
+                    let named = NamedChannelStats {
+                        messages: stats.messages,
+                        producers: stats.producers.iter().map(|(s, n)| (name(*s), *n)).collect(),
+                        groups: stats.groups.iter().map(|(g, gs)| (name(*g), gs.clone())).collect(),
+                    };
+                    ((name(state.system), name(state.destination)), named)
+                })
+                .collect(),
+        }
     }
 
     /// A consumption seen by another shard: consumer group `group` processed the message sent
@@ -669,8 +756,20 @@ impl Engine {
                     self.by_key.insert((key_hash(*key, value), into));
                 }
                 let channels = &self.channels;
+                let mut reopened = false;
                 if let Some(p) = self.slots[into as usize].as_mut() {
                     p.absorb(process, &|channel, group| group_bit(channels, channel, group));
+                    // Spans that reach a completed process late reopen it, as here.
+                    if p.state == State::Completed {
+                        p.state = State::Running;
+                        p.mode = None;
+                        p.last_activity = p.last_activity.max(now);
+                        reopened = true;
+                    }
+                }
+                if reopened {
+                    self.running += 1;
+                    self.emit(into, EventKind::Reopened, now, String::new());
                 }
                 into
             }

@@ -47,6 +47,26 @@ impl TypeStats {
         }
     }
 
+    /// Adds another shard's aggregates of the same type.
+    pub fn merge(&mut self, other: &TypeStats) {
+        self.started += other.started;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.sla_breached += other.sla_breached;
+        self.stuck += other.stuck;
+        self.spec_violated += other.spec_violated;
+        self.reopened += other.reopened;
+        self.durations.merge(&other.durations);
+        self.with_sla += other.with_sla;
+        self.within_sla += other.within_sla;
+        for (minute, count) in &other.minutes {
+            match self.minutes.iter_mut().find(|(m, _)| m == minute) {
+                Some((_, c)) => *c += count,
+                None => self.minutes.push((*minute, *count)),
+            }
+        }
+    }
+
     /// Completions per minute, averaged over the `window` minutes before `now`.
     pub fn completed_per_minute(&self, now: u64, window: u64) -> f64 {
         let current = now / MINUTE;

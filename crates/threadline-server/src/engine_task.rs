@@ -1,93 +1,179 @@
-//! Runs the process engine on a thread of its own, driven by the wall clock: spans come in
-//! through a bounded channel, timers fire when due, events go out on a bounded broadcast
-//! channel, and queries are answered in turn with the rest, so the engine itself stays a
-//! single-threaded, deterministic state machine.
+//! Runs the process engine as shards, one thread each, driven by the wall clock (ADR 004).
+//! A router in the handle sends each span to the shard owning its process; shards hand
+//! provisional processes and remote consumptions to each other through their inboxes and tell
+//! each other the subscribers they learn. Each shard's inbox is bounded; events of every shard
+//! go out on one bounded broadcast channel. Queries by trace go to the owning shard; by key
+//! and aggregates go to every shard and are merged.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_engine::config::EngineConfig;
-use threadline_engine::engine::{Engine, EngineStats, Graph, ProcessView, TypeSummary};
+use threadline_engine::engine::{
+    Engine, EngineStats, Exported, Graph, GraphStats, NamedTypeStats, ProcessView, RemoteConsume,
+    TypeSummary, summarize_graph, summarize_types,
+};
 use threadline_engine::event::Event;
+use threadline_engine::sharded::Router;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-/// Batches waiting for the engine, at most; the pipeline waits when it is full.
-const INBOX_BATCHES: usize = 256;
+/// Commands waiting for one shard, at most; the pipeline waits when a shard's inbox is full.
+const INBOX: usize = 256;
 /// Events kept for subscribers that fall behind; past it they are told how many they missed.
 const EVENT_BUFFER: usize = 16_384;
 
+/// The spans of a batch a shard owns, with the linked traces of each that other shards own.
+struct Assigned {
+    spans: Arc<Vec<Span>>,
+    items: Vec<(usize, Vec<TraceId>)>,
+}
+
 enum Command {
-    Spans(Arc<Vec<Span>>),
+    Spans(Assigned),
+    /// Give up the process holding this trace, for another shard.
+    Export(TraceId, oneshot::Sender<Option<Exported>>),
+    Import(Box<Exported>),
+    Consume(RemoteConsume),
+    Learn(String, String, String),
     Process(TraceId, oneshot::Sender<Option<ProcessView>>),
     ByKey(String, String, oneshot::Sender<Vec<ProcessView>>),
     Stats(oneshot::Sender<EngineStats>),
-    Types(u64, oneshot::Sender<Vec<TypeSummary>>),
-    Graph(oneshot::Sender<Graph>),
+    Types(oneshot::Sender<Vec<NamedTypeStats>>),
+    Graph(oneshot::Sender<GraphStats>),
 }
 
-/// Talks to the engine thread. Cloned freely; the thread ends when every handle is gone.
+/// Talks to the engine shards. Cloned freely; the shards end when every handle is gone.
 #[derive(Debug, Clone)]
 pub struct EngineHandle {
-    inbox: mpsc::Sender<Command>,
+    router: Arc<Mutex<Router>>,
+    shards: Vec<mpsc::Sender<Command>>,
     events: broadcast::Sender<Arc<Event>>,
 }
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Command::Spans(_) => "Spans",
-            Command::Process(..) => "Process",
-            Command::ByKey(..) => "ByKey",
-            Command::Stats(_) => "Stats",
-            Command::Types(..) => "Types",
-            Command::Graph(_) => "Graph",
-        })
+        f.write_str("Command")
     }
 }
 
 impl EngineHandle {
-    /// Feeds a batch; waits while the engine's inbox is full (backpressure to ingest).
+    /// Routes a batch to its shards; waits while a shard's inbox is full (backpressure).
     pub async fn feed(&self, spans: Arc<Vec<Span>>) {
-        let _ = self.inbox.send(Command::Spans(spans)).await;
+        let mut per_shard: Vec<Vec<(usize, Vec<TraceId>)>> = vec![Vec::new(); self.shards.len()];
+        let mut migrations = Vec::new();
+        let mut consumptions = Vec::new();
+        {
+            let mut router = self.router.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // First every pin of the batch, then each span to its trace's final shard, so no
+            // span of a moved trace is left behind in the shard it moved from.
+            for span in spans.iter() {
+                let route = router.route(span);
+                if let Some(from) = route.migrate_from {
+                    migrations.push((from, route.shard, span.trace_id));
+                }
+                consumptions.extend(route.remote);
+            }
+            for (index, span) in spans.iter().enumerate() {
+                let shard = router.shard_of(span.trace_id);
+                let remote: Vec<TraceId> = span
+                    .links
+                    .iter()
+                    .map(|l| l.trace_id)
+                    .filter(|t| *t != span.trace_id && router.shard_of(*t) != shard)
+                    .collect();
+                per_shard[shard].push((index, remote));
+            }
+        }
+        // A moved trace's state reaches its new shard before any of its new spans.
+        for (from, to, trace_id) in migrations {
+            let exported = self.ask(from, |tx| Command::Export(trace_id, tx)).await.flatten();
+            if let Some(exported) = exported {
+                let _ = self.shards[to].send(Command::Import(Box::new(exported))).await;
+            }
+        }
+        for (shard, items) in per_shard.into_iter().enumerate() {
+            if !items.is_empty() {
+                let assigned = Assigned { spans: Arc::clone(&spans), items };
+                let _ = self.shards[shard].send(Command::Spans(assigned)).await;
+            }
+        }
+        // Consumptions owned elsewhere follow the spans that caused them.
+        for (shard, consume) in consumptions {
+            let _ = self.shards[shard].send(Command::Consume(consume)).await;
+        }
+    }
+
+    fn owner(&self, trace_id: TraceId) -> usize {
+        self.router.lock().unwrap_or_else(std::sync::PoisonError::into_inner).shard_of(trace_id)
+    }
+
+    async fn ask<T>(
+        &self,
+        shard: usize,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.shards[shard].send(make(tx)).await.ok()?;
+        rx.await.ok()
     }
 
     pub async fn process(&self, trace_id: TraceId) -> Option<ProcessView> {
-        let (tx, rx) = oneshot::channel();
-        self.inbox.send(Command::Process(trace_id, tx)).await.ok()?;
-        rx.await.ok().flatten()
+        let owner = self.owner(trace_id);
+        if let Some(view) = self.ask(owner, |tx| Command::Process(trace_id, tx)).await.flatten() {
+            return Some(view);
+        }
+        // A process on its way between shards: look everywhere else once.
+        for shard in (0..self.shards.len()).filter(|s| *s != owner) {
+            if let Some(view) = self.ask(shard, |tx| Command::Process(trace_id, tx)).await.flatten()
+            {
+                return Some(view);
+            }
+        }
+        None
     }
 
     pub async fn by_key(&self, key: String, value: String) -> Vec<ProcessView> {
-        let (tx, rx) = oneshot::channel();
-        if self.inbox.send(Command::ByKey(key, value, tx)).await.is_err() {
-            return Vec::new();
+        let mut views = Vec::new();
+        for shard in 0..self.shards.len() {
+            let (k, v) = (key.clone(), value.clone());
+            views.extend(self.ask(shard, |tx| Command::ByKey(k, v, tx)).await.unwrap_or_default());
         }
-        rx.await.unwrap_or_default()
+        views.sort_by_key(|v| v.id);
+        views
     }
 
     pub async fn stats(&self) -> EngineStats {
-        let (tx, rx) = oneshot::channel();
-        if self.inbox.send(Command::Stats(tx)).await.is_err() {
-            return EngineStats::default();
+        let mut total = EngineStats::default();
+        for shard in 0..self.shards.len() {
+            if let Some(s) = self.ask(shard, Command::Stats).await {
+                total.processes += s.processes;
+                total.running += s.running;
+                total.timers += s.timers;
+                total.spans += s.spans;
+                total.untracked_spans += s.untracked_spans;
+                total.evicted_finished += s.evicted_finished;
+            }
         }
-        rx.await.unwrap_or_default()
+        total
     }
 
-    /// Aggregates per process type, rates over the last `window_minutes`.
+    /// Aggregates per process type over every shard, rates over the last `window_minutes`.
     pub async fn process_types(&self, window_minutes: u64) -> Vec<TypeSummary> {
-        let (tx, rx) = oneshot::channel();
-        if self.inbox.send(Command::Types(window_minutes, tx)).await.is_err() {
-            return Vec::new();
+        let mut all = Vec::new();
+        for shard in 0..self.shards.len() {
+            all.extend(self.ask(shard, Command::Types).await.unwrap_or_default());
         }
-        rx.await.unwrap_or_default()
+        summarize_types(all, now_nanos(), window_minutes)
     }
 
     pub async fn graph(&self) -> Option<Graph> {
-        let (tx, rx) = oneshot::channel();
-        self.inbox.send(Command::Graph(tx)).await.ok()?;
-        rx.await.ok()
+        let mut merged = GraphStats::default();
+        for shard in 0..self.shards.len() {
+            merged.merge(self.ask(shard, Command::Graph).await?);
+        }
+        Some(summarize_graph(merged))
     }
 
     /// A live feed of events from now on.
@@ -104,55 +190,106 @@ fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts the engine thread.
+/// Starts `shards` engine threads (at least one).
 pub fn spawn(
     config: EngineConfig,
     specs: Vec<threadline_config::spec::ProcessSpec>,
-) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
-    let (inbox, mut rx) = mpsc::channel(INBOX_BATCHES);
+    shards: usize,
+) -> std::io::Result<(EngineHandle, Vec<std::thread::JoinHandle<()>>)> {
+    let shards = shards.max(1);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    let publish = events.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-    let thread = std::thread::Builder::new().name("threadline-engine".into()).spawn(move || {
-        let mut engine = Engine::new(config);
-        engine.load_specs(&specs);
-        runtime.block_on(async move {
-            loop {
-                let sleep = match engine.next_wake() {
-                    Some(at) => Duration::from_nanos(at.saturating_sub(now_nanos())),
-                    None => Duration::from_secs(3600),
-                };
-                tokio::select! {
-                    command = rx.recv() => {
-                        let Some(command) = command else { break };
-                        handle(&mut engine, command);
+    let mut senders = Vec::new();
+    let mut receivers = Vec::new();
+    for _ in 0..shards {
+        let (tx, rx) = mpsc::channel(INBOX);
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    // Shards reach each other through weak senders, so the handles alone keep them alive.
+    let peers: Vec<mpsc::WeakSender<Command>> =
+        senders.iter().map(mpsc::Sender::downgrade).collect();
+    let mut threads = Vec::new();
+    for (index, mut rx) in receivers.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
+        let (config, specs, peers, publish) =
+            (config.clone(), specs.clone(), peers.clone(), events.clone());
+        let thread = std::thread::Builder::new().name(format!("threadline-engine-{index}")).spawn(
+            move || {
+                let mut engine = Engine::new(config);
+                engine.load_specs(&specs);
+                runtime.block_on(async move {
+                    loop {
+                        let sleep = match engine.next_wake() {
+                            Some(at) => Duration::from_nanos(at.saturating_sub(now_nanos())),
+                            None => Duration::from_secs(3600),
+                        };
+                        tokio::select! {
+                            command = rx.recv() => {
+                                let Some(command) = command else { break };
+                                handle(&mut engine, command);
+                            }
+                            () = tokio::time::sleep(sleep) => engine.advance(now_nanos()),
+                        }
+                        for (system, destination, group) in engine.drain_learned() {
+                            for (peer, sender) in peers.iter().enumerate() {
+                                if peer != index {
+                                    send_to(
+                                        sender,
+                                        Command::Learn(
+                                            system.clone(),
+                                            destination.clone(),
+                                            group.clone(),
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        for event in engine.drain_events() {
+                            // No subscriber is not an error: aggregates count events too.
+                            let _ = publish.send(Arc::new(event));
+                        }
                     }
-                    () = tokio::time::sleep(sleep) => engine.advance(now_nanos()),
-                }
-                for event in engine.drain_events() {
-                    // No subscriber is not an error: events are also counted elsewhere.
-                    let _ = publish.send(Arc::new(event));
-                }
-            }
+                });
+            },
+        )?;
+        threads.push(thread);
+    }
+    let router = Arc::new(Mutex::new(Router::new(shards)));
+    Ok((EngineHandle { router, shards: senders, events }, threads))
+}
+
+/// Sends to another shard without blocking this one (two full inboxes must not wait on each
+/// other): the send finishes on this shard's runtime.
+fn send_to(peer: &mpsc::WeakSender<Command>, command: Command) {
+    if let Some(sender) = peer.upgrade() {
+        tokio::spawn(async move {
+            let _ = sender.send(command).await;
         });
-    })?;
-    Ok((EngineHandle { inbox, events }, thread))
+    }
 }
 
 fn handle(engine: &mut Engine, command: Command) {
+    let now = now_nanos();
     match command {
-        Command::Spans(spans) => {
-            let now = now_nanos();
-            for span in spans.iter() {
-                engine.ingest(span, now);
+        Command::Spans(Assigned { spans, items }) => {
+            for (index, remote) in items {
+                engine.ingest_with(&spans[index], now, &|t| remote.contains(&t));
             }
         }
+        Command::Export(trace_id, reply) => {
+            let _ = reply.send(engine.export_trace(trace_id));
+        }
+        Command::Import(exported) => engine.import(*exported, now),
+        Command::Consume(consume) => engine.consume_remote(&consume, now),
+        Command::Learn(system, destination, group) => {
+            engine.declare_subscribers(&system, &destination, &[group.as_str()]);
+        }
         Command::Process(trace_id, reply) => {
-            engine.advance(now_nanos());
+            engine.advance(now);
             let _ = reply.send(engine.process(trace_id));
         }
         Command::ByKey(key, value, reply) => {
-            engine.advance(now_nanos());
+            engine.advance(now);
             let views = engine
                 .find_by_key(&key, &value)
                 .into_iter()
@@ -163,13 +300,12 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Stats(reply) => {
             let _ = reply.send(engine.stats());
         }
-        Command::Types(window, reply) => {
-            let now = now_nanos();
+        Command::Types(reply) => {
             engine.advance(now);
-            let _ = reply.send(engine.type_summaries(now, window));
+            let _ = reply.send(engine.type_stats());
         }
         Command::Graph(reply) => {
-            let _ = reply.send(engine.graph());
+            let _ = reply.send(engine.graph_stats());
         }
     }
 }

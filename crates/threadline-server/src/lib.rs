@@ -70,7 +70,7 @@ pub struct Server {
     api_stop: CancellationToken,
     api_task: JoinHandle<Result<(), String>>,
     pipeline: JoinHandle<u64>,
-    engine_thread: std::thread::JoinHandle<()>,
+    engine_threads: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<IngestStats>,
     ready: Arc<AtomicBool>,
     _data_dir: DataDir,
@@ -109,8 +109,12 @@ impl Server {
         };
         let queue_monitor = queue.monitor();
         let receivers = Receivers::new(limits, queue, Arc::clone(&stats));
-        let (engine, engine_thread) =
-            engine_task::spawn(engine_config(&config.engine), specs.processes.clone())
+        let shards = match config.engine.shards {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let (engine, engine_threads) =
+            engine_task::spawn(engine_config(&config.engine), specs.processes.clone(), shards)
                 .map_err(ServerError::Runtime)?;
         let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store), engine.clone()));
 
@@ -173,7 +177,7 @@ impl Server {
         ] {
             tracing::info!(listener, %addr, "listening");
         }
-        tracing::info!(data_dir = %data_dir.path().display(), "threadline is ready");
+        tracing::info!(data_dir = %data_dir.path().display(), engine_shards = shards, "threadline is ready");
         Ok(Self {
             addresses,
             shutdown,
@@ -181,7 +185,7 @@ impl Server {
             api_stop,
             api_task,
             pipeline,
-            engine_thread,
+            engine_threads,
             stats,
             ready,
             _data_dir: data_dir,
@@ -219,10 +223,11 @@ impl Server {
         if let Ok(Err(message)) = self.api_task.await {
             failure = Some(ServerError::Serve { listener: "api", message });
         }
-        // The pipeline and the API held the last engine handles: the engine thread ends.
-        let engine_thread = self.engine_thread;
-        if tokio::task::spawn_blocking(move || engine_thread.join()).await.is_err() {
-            tracing::error!("the engine thread panicked");
+        // The pipeline and the API held the last engine handles: the shards end.
+        for thread in self.engine_threads {
+            if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
+                tracing::error!("an engine shard panicked");
+            }
         }
         let report = ShutdownReport {
             accepted_spans: self.stats.accepted_spans.load(Ordering::Relaxed),
