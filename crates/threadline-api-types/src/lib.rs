@@ -507,6 +507,8 @@ pub struct OperationView {
     pub operation: String,
     pub count: u64,
     pub errors: u64,
+    /// Spans per minute over the last `window_minutes`.
+    pub per_minute: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_p50_nanos: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -162,6 +162,7 @@ impl GraphStats {
             mine.count += stats.count;
             mine.errors += stats.errors;
             mine.durations.merge(&stats.durations);
+            mine.minutes.merge(&stats.minutes);
         }
         for (key, stats) in other.channels {
             let mine = self.channels.entry(key).or_default();
@@ -218,7 +219,7 @@ pub fn summarize_types(
 }
 
 /// The graph from the (merged) raw aggregates of one or more shards.
-pub fn summarize_graph(stats: GraphStats) -> Graph {
+pub fn summarize_graph(stats: GraphStats, now: u64, window_minutes: u64) -> Graph {
     Graph {
         operations: stats
             .operations
@@ -228,6 +229,7 @@ pub fn summarize_graph(stats: GraphStats) -> Graph {
                 operation,
                 count: stats.count,
                 errors: stats.errors,
+                per_minute: stats.minutes.per_minute(now, window_minutes),
                 duration_p50: stats.durations.quantile(0.5),
                 duration_p95: stats.durations.quantile(0.95),
                 duration_p99: stats.durations.quantile(0.99),
@@ -282,12 +284,14 @@ pub struct TypeSummary {
     pub completed_per_minute: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperationSummary {
     pub service: String,
     pub operation: String,
     pub count: u64,
     pub errors: u64,
+    /// Spans per minute over the window asked for.
+    pub per_minute: f64,
     pub duration_p50: Option<u64>,
     pub duration_p95: Option<u64>,
     pub duration_p99: Option<u64>,
@@ -313,7 +317,7 @@ pub struct GroupSummary {
     pub wait_p99: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
     pub operations: Vec<OperationSummary>,
     pub channels: Vec<ChannelSummary>,
@@ -639,8 +643,8 @@ impl Engine {
 
     /// The service and channel graph: operations with their rate, errors and durations, and
     /// channels with their producers, consumer groups and the time messages wait in them.
-    pub fn graph(&self) -> Graph {
-        summarize_graph(self.graph_stats())
+    pub fn graph(&self, now: u64, window_minutes: u64) -> Graph {
+        summarize_graph(self.graph_stats(), now, window_minutes)
     }
 
     /// Raw, mergeable graph aggregates, by name (for merging shards).
@@ -1049,6 +1053,7 @@ impl Engine {
         let other = self.other;
         let op_stats = self.stats.operation(service, operation.unwrap_or(other), other);
         op_stats.count += 1;
+        op_stats.minutes.record(now);
         op_stats.durations.add(span.duration_nanos());
         if span.status.code == StatusCode::Error {
             op_stats.errors += 1;

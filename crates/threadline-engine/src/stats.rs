@@ -14,6 +14,59 @@ pub const MAX_OPERATIONS: usize = 10_000;
 const MINUTES: usize = 60;
 const MINUTE: u64 = 60_000_000_000;
 
+/// Counts per minute over the last hour, for rates over a window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Minutes {
+    /// (minute number since the epoch, count), at most the last `MINUTES` minutes seen.
+    counts: Vec<(u64, u64)>,
+}
+
+impl Minutes {
+    pub fn record(&mut self, at: u64) {
+        let minute = at / MINUTE;
+        // Nearly always the current minute, kept last.
+        if let Some((m, count)) = self.counts.last_mut()
+            && *m == minute
+        {
+            *count += 1;
+            return;
+        }
+        match self.counts.iter_mut().find(|(m, _)| *m == minute) {
+            Some((_, count)) => *count += 1,
+            None => {
+                self.counts.push((minute, 1));
+                if self.counts.len() > MINUTES {
+                    self.counts.sort_unstable();
+                    self.counts.remove(0);
+                }
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: &Minutes) {
+        for (minute, count) in &other.counts {
+            match self.counts.iter_mut().find(|(m, _)| m == minute) {
+                Some((_, c)) => *c += count,
+                None => self.counts.push((*minute, *count)),
+            }
+        }
+    }
+
+    /// Counts per minute, averaged over the `window` minutes up to `now`.
+    pub fn per_minute(&self, now: u64, window: u64) -> f64 {
+        let current = now / MINUTE;
+        let total: u64 = self
+            .counts
+            .iter()
+            .filter(|(m, _)| *m + window > current && *m <= current)
+            .map(|(_, c)| c)
+            .sum();
+        #[expect(clippy::cast_precision_loss, reason = "a rate")]
+        let rate = total as f64 / window.max(1) as f64;
+        rate
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeStats {
     pub started: u64,
@@ -28,23 +81,13 @@ pub struct TypeStats {
     /// Completed processes whose type has an SLA, and those of them that met it.
     pub with_sla: u64,
     pub within_sla: u64,
-    /// Completions per minute over the last hour: (minute number, count).
-    minutes: Vec<(u64, u64)>,
+    /// Completions per minute over the last hour.
+    minutes: Minutes,
 }
 
 impl TypeStats {
     pub fn record_completion(&mut self, at: u64) {
-        let minute = at / MINUTE;
-        match self.minutes.iter_mut().find(|(m, _)| *m == minute) {
-            Some((_, count)) => *count += 1,
-            None => {
-                self.minutes.push((minute, 1));
-                if self.minutes.len() > MINUTES {
-                    self.minutes.sort_unstable();
-                    self.minutes.remove(0);
-                }
-            }
-        }
+        self.minutes.record(at);
     }
 
     /// Adds another shard's aggregates of the same type.
@@ -59,26 +102,12 @@ impl TypeStats {
         self.durations.merge(&other.durations);
         self.with_sla += other.with_sla;
         self.within_sla += other.within_sla;
-        for (minute, count) in &other.minutes {
-            match self.minutes.iter_mut().find(|(m, _)| m == minute) {
-                Some((_, c)) => *c += count,
-                None => self.minutes.push((*minute, *count)),
-            }
-        }
+        self.minutes.merge(&other.minutes);
     }
 
     /// Completions per minute, averaged over the `window` minutes before `now`.
     pub fn completed_per_minute(&self, now: u64, window: u64) -> f64 {
-        let current = now / MINUTE;
-        let total: u64 = self
-            .minutes
-            .iter()
-            .filter(|(m, _)| *m + window > current && *m <= current)
-            .map(|(_, c)| c)
-            .sum();
-        #[expect(clippy::cast_precision_loss, reason = "a rate")]
-        let rate = total as f64 / window.max(1) as f64;
-        rate
+        self.minutes.per_minute(now, window)
     }
 }
 
@@ -87,6 +116,8 @@ pub struct OperationStats {
     pub count: u64,
     pub errors: u64,
     pub durations: Sketch,
+    /// Spans per minute over the last hour (by engine time of arrival).
+    pub minutes: Minutes,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

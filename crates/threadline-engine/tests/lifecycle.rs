@@ -566,9 +566,11 @@ fn aggregates_per_type_operation_and_channel() {
     assert_eq!(checkout.sla_compliance, Some(0.25));
     assert!((checkout.completed_per_minute - 0.8).abs() < 1e-9);
 
-    let graph = sim.engine.graph();
+    let graph = sim.engine.graph(secs(70.0), 5);
     let payments = graph.operations.iter().find(|o| o.service == "payments").unwrap();
     assert_eq!((payments.count, payments.errors), (4, 1));
+    // Four payment spans arrived in the first minute; the window is five minutes.
+    assert!((payments.per_minute - 0.8).abs() < 1e-9, "{}", payments.per_minute);
     let orders = &graph.channels[0];
     assert_eq!((orders.destination.as_str(), orders.messages), ("orders", 5));
     assert_eq!(orders.producers, vec![("checkout".to_owned(), 5)]);

@@ -330,8 +330,15 @@ async fn process_types(
 }
 
 /// `GET /api/v1/graph`: operations per service and the channels between services.
-async fn graph(State(state): State<ApiState>) -> Result<Json<GraphResponse>, ApiError> {
-    let Some(graph) = state.engine.graph().await else {
+async fn graph(
+    State(state): State<ApiState>,
+    Query(query): Query<WindowQuery>,
+) -> Result<Json<GraphResponse>, ApiError> {
+    let window = query.window_minutes.unwrap_or(5);
+    if !(1..=60).contains(&window) {
+        return Err(invalid(format!("window_minutes {window} must be between 1 and 60")));
+    }
+    let Some(graph) = state.engine.graph(window).await else {
         return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "unavailable",
@@ -347,6 +354,7 @@ async fn graph(State(state): State<ApiState>) -> Result<Json<GraphResponse>, Api
                 operation: o.operation,
                 count: o.count,
                 errors: o.errors,
+                per_minute: o.per_minute,
                 duration_p50_nanos: nanos(o.duration_p50),
                 duration_p95_nanos: nanos(o.duration_p95),
                 duration_p99_nanos: nanos(o.duration_p99),

@@ -168,12 +168,12 @@ impl EngineHandle {
         summarize_types(all, now_nanos(), window_minutes)
     }
 
-    pub async fn graph(&self) -> Option<Graph> {
+    pub async fn graph(&self, window_minutes: u64) -> Option<Graph> {
         let mut merged = GraphStats::default();
         for shard in 0..self.shards.len() {
             merged.merge(self.ask(shard, Command::Graph).await?);
         }
-        Some(summarize_graph(merged))
+        Some(summarize_graph(merged, now_nanos(), window_minutes))
     }
 
     /// A live feed of events from now on.
