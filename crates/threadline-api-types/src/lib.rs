@@ -496,8 +496,28 @@ pub struct ProcessTypeView {
 /// `GET /api/v1/graph`: services' operations and the channels between services.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GraphResponse {
+    /// Synchronous calls between services.
+    pub calls: Vec<CallView>,
     pub operations: Vec<OperationView>,
     pub channels: Vec<ChannelView>,
+}
+
+/// Calls from one service to another: a CLIENT span and its SERVER child.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    pub caller: String,
+    pub callee: String,
+    pub calls: u64,
+    pub errors: u64,
+    pub per_minute: f64,
+    /// Server-side durations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p50_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p95_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_p99_nanos: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

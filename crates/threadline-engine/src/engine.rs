@@ -6,7 +6,7 @@ use std::hash::BuildHasher as _;
 
 use thin_vec::ThinVec;
 use threadline_core::id::TraceId;
-use threadline_core::span::{Span, StatusCode};
+use threadline_core::span::{Span, SpanKind, StatusCode};
 use threadline_core::value::AnyValue;
 
 use crate::config::{EngineConfig, TypePolicy};
@@ -151,12 +151,21 @@ pub struct NamedChannelStats {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GraphStats {
     pub operations: std::collections::BTreeMap<(String, String), crate::stats::OperationStats>,
+    /// Synchronous calls: (caller service, callee service) → calls.
+    pub calls: std::collections::BTreeMap<(String, String), crate::stats::OperationStats>,
     pub channels: std::collections::BTreeMap<(String, String), NamedChannelStats>,
 }
 
 impl GraphStats {
     /// Adds another shard's aggregates.
     pub fn merge(&mut self, other: GraphStats) {
+        for (key, stats) in other.calls {
+            let mine = self.calls.entry(key).or_default();
+            mine.count += stats.count;
+            mine.errors += stats.errors;
+            mine.durations.merge(&stats.durations);
+            mine.minutes.merge(&stats.minutes);
+        }
         for (key, stats) in other.operations {
             let mine = self.operations.entry(key).or_default();
             mine.count += stats.count;
@@ -221,6 +230,20 @@ pub fn summarize_types(
 /// The graph from the (merged) raw aggregates of one or more shards.
 pub fn summarize_graph(stats: GraphStats, now: u64, window_minutes: u64) -> Graph {
     Graph {
+        calls: stats
+            .calls
+            .into_iter()
+            .map(|((caller, callee), stats)| CallSummary {
+                caller,
+                callee,
+                calls: stats.count,
+                errors: stats.errors,
+                per_minute: stats.minutes.per_minute(now, window_minutes),
+                duration_p50: stats.durations.quantile(0.5),
+                duration_p95: stats.durations.quantile(0.95),
+                duration_p99: stats.durations.quantile(0.99),
+            })
+            .collect(),
         operations: stats
             .operations
             .into_iter()
@@ -317,8 +340,24 @@ pub struct GroupSummary {
     pub wait_p99: Option<u64>,
 }
 
+/// Synchronous calls from one service to another (a CLIENT span and its SERVER child).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSummary {
+    pub caller: String,
+    pub callee: String,
+    pub calls: u64,
+    /// Calls whose server span has an error status.
+    pub errors: u64,
+    pub per_minute: f64,
+    /// Server-side durations of the calls (ns), within 1%.
+    pub duration_p50: Option<u64>,
+    pub duration_p95: Option<u64>,
+    pub duration_p99: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Graph {
+    pub calls: Vec<CallSummary>,
     pub operations: Vec<OperationSummary>,
     pub channels: Vec<ChannelSummary>,
 }
@@ -658,6 +697,12 @@ impl Engine {
                 .map(|((service, operation), stats)| {
                     ((name(*service), name(*operation)), stats.clone())
                 })
+                .collect(),
+            calls: self
+                .stats
+                .calls
+                .iter()
+                .map(|((caller, callee), stats)| ((name(*caller), name(*callee)), stats.clone()))
                 .collect(),
             channels: self
                 .stats
@@ -1057,6 +1102,34 @@ impl Engine {
         op_stats.durations.add(span.duration_nanos());
         if span.status.code == StatusCode::Error {
             op_stats.errors += 1;
+        }
+        // Synchronous calls between services: a CLIENT span and its SERVER child elsewhere.
+        let call_key = |trace: TraceId, span_id: threadline_core::id::SpanId| {
+            foldhash::fast::FixedState::with_seed(0x63616c6c).hash_one((trace, span_id))
+        };
+        let call = match span.kind {
+            SpanKind::Client => self
+                .stats
+                .pairing
+                .client(call_key(span.trace_id, span.span_id), service)
+                .map(|(callee, duration, error)| (service, callee, duration, error)),
+            SpanKind::Server => span.parent_span_id.and_then(|parent| {
+                let failed = span.status.code == StatusCode::Error;
+                self.stats
+                    .pairing
+                    .server(call_key(span.trace_id, parent), service, span.duration_nanos(), failed)
+                    .map(|caller| (caller, service, span.duration_nanos(), failed))
+            }),
+            _ => None,
+        };
+        if let Some((caller, callee, duration, error)) = call
+            && caller != callee
+        {
+            let edge = self.stats.calls.entry((caller, callee)).or_default();
+            edge.count += 1;
+            edge.errors += u64::from(error);
+            edge.durations.add(duration);
+            edge.minutes.record(now);
         }
         if let Some(channel) = producer {
             let channel_stats = self.stats.channels.entry(channel).or_default();

@@ -142,6 +142,60 @@ pub struct Stats {
     pub types: HashMap<u32, TypeStats>,
     pub operations: HashMap<(u32, u32), OperationStats>,
     pub channels: HashMap<u32, ChannelStats>,
+    /// Synchronous calls between services: (caller, callee) → calls.
+    pub calls: HashMap<(u32, u32), OperationStats>,
+    pub pairing: CallPairing,
+}
+
+/// Pairs a CLIENT span with the SERVER span it called (its child, in another service) to
+/// count synchronous edges between services. Holds recent unpaired spans of either side in
+/// bounded maps (oldest forgotten first), so its memory is per shard, not per process.
+#[derive(Debug, Default)]
+pub struct CallPairing {
+    /// Client span (trace and span id hash) → calling service.
+    clients: HashMap<u64, u32>,
+    /// Parent (client) span hash → (called service, server duration, error) seen first.
+    servers: HashMap<u64, (u32, u64, bool)>,
+    order: std::collections::VecDeque<(bool, u64)>,
+}
+
+/// Unpaired spans remembered per shard, at most.
+const MAX_UNPAIRED: usize = 100_000;
+
+impl CallPairing {
+    /// A client span in `service`; returns the call it completes: (callee, duration, error).
+    pub fn client(&mut self, key: u64, service: u32) -> Option<(u32, u64, bool)> {
+        if let Some(server) = self.servers.remove(&key) {
+            return Some(server);
+        }
+        self.clients.insert(key, service);
+        self.remember(false, key);
+        None
+    }
+
+    /// A server span in `service` whose parent span hashes to `parent`; returns the caller
+    /// when the client span was seen.
+    pub fn server(&mut self, parent: u64, service: u32, duration: u64, error: bool) -> Option<u32> {
+        if let Some(caller) = self.clients.remove(&parent) {
+            return Some(caller);
+        }
+        self.servers.insert(parent, (service, duration, error));
+        self.remember(true, parent);
+        None
+    }
+
+    fn remember(&mut self, server: bool, key: u64) {
+        self.order.push_back((server, key));
+        while self.order.len() > MAX_UNPAIRED {
+            if let Some((server, key)) = self.order.pop_front() {
+                if server {
+                    self.servers.remove(&key);
+                } else {
+                    self.clients.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 impl Stats {

@@ -567,6 +567,8 @@ fn aggregates_per_type_operation_and_channel() {
     assert!((checkout.completed_per_minute - 0.8).abs() < 1e-9);
 
     let graph = sim.engine.graph(secs(70.0), 5);
+    // No CLIENT/SERVER pairs in this flow: no synchronous edges.
+    assert!(graph.calls.is_empty());
     let payments = graph.operations.iter().find(|o| o.service == "payments").unwrap();
     assert_eq!((payments.count, payments.errors), (4, 1));
     // Four payment spans arrived in the first minute; the window is five minutes.

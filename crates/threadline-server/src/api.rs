@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use threadline_api_types::{
-    ChannelView, ConsumerGroupView, EngineStatus, ErrorBody, GraphResponse, IngestStatus,
+    CallView, ChannelView, ConsumerGroupView, EngineStatus, ErrorBody, GraphResponse, IngestStatus,
     OperationView, OwnerView, ProcessEventView, ProcessListResponse, ProcessResponse,
     ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, SegmentView,
     ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus, TraceResponse,
@@ -346,6 +346,20 @@ async fn graph(
         });
     };
     Ok(Json(GraphResponse {
+        calls: graph
+            .calls
+            .into_iter()
+            .map(|c| CallView {
+                caller: c.caller,
+                callee: c.callee,
+                calls: c.calls,
+                errors: c.errors,
+                per_minute: c.per_minute,
+                duration_p50_nanos: nanos(c.duration_p50),
+                duration_p95_nanos: nanos(c.duration_p95),
+                duration_p99_nanos: nanos(c.duration_p99),
+            })
+            .collect(),
         operations: graph
             .operations
             .into_iter()

@@ -118,6 +118,9 @@ async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flow
     assert!(
         graph.operations.iter().any(|o| o.service == "payments" && o.operation == "charge card")
     );
+    // The SDK flow's synchronous call: frontend's client span to checkout's server span.
+    let call = graph.calls.iter().find(|c| c.caller == "frontend").unwrap();
+    assert_eq!((call.callee.as_str(), call.calls, call.errors), ("checkout", 3, 0));
 
     // And by business key.
     let order = &process.keys["order.id"];
