@@ -148,54 +148,51 @@ pub struct Stats {
 }
 
 /// Pairs a CLIENT span with the SERVER span it called (its child, in another service) to
-/// count synchronous edges between services. Holds recent unpaired spans of either side in
-/// bounded maps (oldest forgotten first), so its memory is per shard, not per process.
+/// count synchronous edges between services. Unpaired spans of either side wait in two
+/// generations of maps: when the young one fills, the old one is dropped, so memory is bounded
+/// per shard (not per process) and a span waits at least half the capacity for its partner.
 #[derive(Debug, Default)]
 pub struct CallPairing {
-    /// Client span (trace and span id hash) → calling service.
-    clients: HashMap<u64, u32>,
+    /// Client span (trace and span id hash) → calling service; young and old generation.
+    clients: [HashMap<u64, u32>; 2],
     /// Parent (client) span hash → (called service, server duration, error) seen first.
-    servers: HashMap<u64, (u32, u64, bool)>,
-    order: std::collections::VecDeque<(bool, u64)>,
+    servers: [HashMap<u64, (u32, u64, bool)>; 2],
 }
 
-/// Unpaired spans remembered per shard, at most.
-const MAX_UNPAIRED: usize = 100_000;
+/// Unpaired spans of each side held per generation, at most.
+const GENERATION: usize = 50_000;
 
 impl CallPairing {
     /// A client span in `service`; returns the call it completes: (callee, duration, error).
     pub fn client(&mut self, key: u64, service: u32) -> Option<(u32, u64, bool)> {
-        if let Some(server) = self.servers.remove(&key) {
+        if let Some(server) = take(&mut self.servers, key) {
             return Some(server);
         }
-        self.clients.insert(key, service);
-        self.remember(false, key);
+        insert(&mut self.clients, key, service);
         None
     }
 
     /// A server span in `service` whose parent span hashes to `parent`; returns the caller
     /// when the client span was seen.
     pub fn server(&mut self, parent: u64, service: u32, duration: u64, error: bool) -> Option<u32> {
-        if let Some(caller) = self.clients.remove(&parent) {
+        if let Some(caller) = take(&mut self.clients, parent) {
             return Some(caller);
         }
-        self.servers.insert(parent, (service, duration, error));
-        self.remember(true, parent);
+        insert(&mut self.servers, parent, (service, duration, error));
         None
     }
+}
 
-    fn remember(&mut self, server: bool, key: u64) {
-        self.order.push_back((server, key));
-        while self.order.len() > MAX_UNPAIRED {
-            if let Some((server, key)) = self.order.pop_front() {
-                if server {
-                    self.servers.remove(&key);
-                } else {
-                    self.clients.remove(&key);
-                }
-            }
-        }
+fn take<V>(generations: &mut [HashMap<u64, V>; 2], key: u64) -> Option<V> {
+    generations[0].remove(&key).or_else(|| generations[1].remove(&key))
+}
+
+fn insert<V>(generations: &mut [HashMap<u64, V>; 2], key: u64, value: V) {
+    if generations[0].len() >= GENERATION {
+        generations.swap(0, 1);
+        generations[0] = HashMap::default();
     }
+    generations[0].insert(key, value);
 }
 
 impl Stats {
