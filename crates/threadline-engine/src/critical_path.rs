@@ -128,8 +128,11 @@ fn build(spans: &[Span]) -> Graph<'_> {
             parent.is_some_and(|p| matches!(messaging::role(p), Role::Producer { .. }));
         if is_consumer && let Some(p) = linked {
             producer.insert(key(span), *p);
-        } else if is_consumer && parent_is_producer {
-            producer.insert(key(span), *parent.expect("checked"));
+        } else if is_consumer
+            && parent_is_producer
+            && let Some(parent) = parent
+        {
+            producer.insert(key(span), *parent);
         } else if let Some(parent) = parent {
             children.entry(key(parent)).or_default().push(span);
         }

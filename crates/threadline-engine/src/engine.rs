@@ -1264,7 +1264,7 @@ impl Engine {
             }
         }
 
-        let p = self.slots[slot as usize].as_mut().expect("checked above");
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
         for (key, value) in key_ids {
             if !p.keys.iter().any(|(k, v)| *k == key && *v == value) {
                 self.by_key.insert((key_hash(key, &value), slot));
@@ -1279,7 +1279,7 @@ impl Engine {
             self.emit_started(slot, now);
         }
         self.check_critical_steps(slot);
-        let p = self.slots[slot as usize].as_mut().expect("checked above");
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
         if p.failure().is_some() && p.state == State::Running && !p.has(PROVISIONAL) {
             self.finish(slot, State::Failed, None, now);
         }
@@ -1436,8 +1436,9 @@ impl Engine {
         self.finished.push_back((slot, p.generation, at));
         p.unstick();
         self.running -= 1;
-        let sla = self.policy(self.slots[slot as usize].as_ref().expect("present")).sla_nanos;
-        let p = self.slots[slot as usize].as_mut().expect("present");
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        let sla = self.policy(p).sla_nanos;
+        let Some(p) = self.slots[slot as usize].as_mut() else { return };
         // A process whose whole telemetry arrived after its deadline breached all the same.
         let late_breach = sla.is_some_and(|sla| p.duration_nanos() > sla) && !p.has(SLA_BREACHED);
         if late_breach {
@@ -1456,11 +1457,11 @@ impl Engine {
             State::Running => {}
         }
         // On completion, a process of a declared type is checked against its spec.
-        let p = self.slots[slot as usize].as_ref().expect("present");
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
         if state == State::Completed && p.has(SPEC_TYPE) {
             let violations = self.spec_violations(p);
             let detail = violations.join("; ");
-            let p = self.slots[slot as usize].as_mut().expect("present");
+            let Some(p) = self.slots[slot as usize].as_mut() else { return };
             p.extra_mut().violations =
                 Some(violations.into_iter().map(String::into_boxed_str).collect());
             if !detail.is_empty() {
@@ -1493,14 +1494,14 @@ impl Engine {
                 p.clear(PROVISIONAL);
             }
             self.emit_started(slot, t);
-            let p = self.slots[slot as usize].as_ref().expect("present");
+            let Some(p) = self.slots[slot as usize].as_ref() else { return };
             if p.failure().is_some() {
                 self.finish(slot, State::Failed, None, t);
                 self.rearm(slot);
                 return;
             }
         }
-        let p = self.slots[slot as usize].as_ref().expect("present");
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
         if p.has(PROVISIONAL) {
             self.rearm(slot);
             return;
@@ -1511,10 +1512,12 @@ impl Engine {
             && t >= p.start_nanos.saturating_add(sla)
         {
             let deadline = p.start_nanos.saturating_add(sla);
-            self.slots[slot as usize].as_mut().expect("present").set(SLA_BREACHED);
+            if let Some(p) = self.slots[slot as usize].as_mut() {
+                p.set(SLA_BREACHED);
+            }
             self.emit(slot, EventKind::SlaBreached, t, format!("deadline {deadline}"));
         }
-        let p = self.slots[slot as usize].as_ref().expect("present");
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
         if self.complete_structurally(p) && t >= p.last_activity.saturating_add(settle) {
             self.finish(slot, State::Completed, Some(Mode::Structural), t);
             self.rearm(slot);
@@ -1527,12 +1530,12 @@ impl Engine {
         {
             let message = oldest.message;
             let detail = self.describe_wait(oldest);
-            let p = self.slots[slot as usize].as_mut().expect("present");
+            let Some(p) = self.slots[slot as usize].as_mut() else { return };
             p.set(STUCK);
             p.extra_mut().stuck_on = Some(message);
             self.emit(slot, EventKind::Stuck, t, detail);
         }
-        let p = self.slots[slot as usize].as_ref().expect("present");
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
         if !p.has_blocking_pending()
             && t >= p.last_activity.saturating_add(policy.idle_timeout_nanos)
         {
@@ -1606,7 +1609,9 @@ impl Engine {
         let generation = p.generation;
         // Never in the past: a rule already due fires at the next advance.
         let at = wake.max(self.now);
-        self.slots[slot as usize].as_mut().expect("present").armed = at;
+        if let Some(p) = self.slots[slot as usize].as_mut() {
+            p.armed = at;
+        }
         self.timers.arm(at, slot, generation);
     }
 
