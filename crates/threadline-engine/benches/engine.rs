@@ -132,23 +132,33 @@ fn main() {
     );
 
     // Memory per in-flight process: checkouts whose message is never consumed stay running.
-    let in_flight: Vec<Span> = (1..=PROCESSES).flat_map(|n| checkout(n, false)).collect();
-    let mut engine = engine();
-    let before = LIVE.load(Ordering::Relaxed);
-    for span in &in_flight {
-        engine.ingest(span, T0);
+    for with_keys in [true, false] {
+        let in_flight: Vec<Span> = (1..=PROCESSES)
+            .flat_map(|n| checkout(n, false))
+            .map(|mut span| {
+                if !with_keys {
+                    span.attributes.retain(|kv| kv.key != "order.id");
+                }
+                span
+            })
+            .collect();
+        let mut engine = engine();
+        let before = LIVE.load(Ordering::Relaxed);
+        for span in &in_flight {
+            engine.ingest(span, T0);
+        }
+        // Events are handed to subscribers, not kept: drop them before measuring.
+        drop(engine.drain_events());
+        let after = LIVE.load(Ordering::Relaxed);
+        assert_eq!(engine.stats().running as u64, PROCESSES);
+        #[allow(clippy::cast_precision_loss, reason = "a ratio")]
+        let per_process = (after - before) as f64 / PROCESSES as f64;
+        println!(
+            "memory per in-flight process          {per_process:>12.0} bytes  ({} spans, 1 pending message{}; all engine structures included)",
+            in_flight.len() as u64 / PROCESSES,
+            if with_keys { ", 1 business key" } else { ", no business key" }
+        );
     }
-    // Events are handed to subscribers, not kept: drop them before measuring.
-    drop(engine.drain_events());
-    let after = LIVE.load(Ordering::Relaxed);
-    let stats = engine.stats();
-    assert_eq!(stats.running as u64, PROCESSES);
-    #[allow(clippy::cast_precision_loss, reason = "a ratio")]
-    let per_process = (after - before) as f64 / PROCESSES as f64;
-    println!(
-        "memory per in-flight process          {per_process:>12.0} bytes  ({} spans, 1 pending message each; all engine structures included)",
-        in_flight.len() as u64 / PROCESSES
-    );
 }
 
 #[allow(clippy::cast_precision_loss, reason = "a rate")]

@@ -117,7 +117,6 @@ pub struct ProcessView {
     pub sla_breached: bool,
     pub start_nanos: u64,
     pub end_nanos: u64,
-    pub first_seen: u64,
     pub last_activity: u64,
     pub spans: u32,
     pub error_spans: u32,
@@ -916,7 +915,6 @@ impl Engine {
             sla_breached: p.has(SLA_BREACHED),
             start_nanos: if p.start_nanos == u64::MAX { 0 } else { p.start_nanos },
             end_nanos: p.end_nanos,
-            first_seen: p.first_seen,
             last_activity: p.last_activity,
             spans: p.spans,
             error_spans: p.error_spans,
@@ -1432,7 +1430,7 @@ impl Engine {
         let Some(p) = self.slots[slot as usize].as_mut() else { return };
         p.state = state;
         p.mode = mode;
-        p.finished_at = at;
+        p.moment = at;
         self.finished.push_back((slot, p.generation, at));
         p.unstick();
         self.running -= 1;
@@ -1481,7 +1479,7 @@ impl Engine {
         );
 
         if p.state != State::Running {
-            if t >= p.finished_at.saturating_add(retain) {
+            if t >= p.moment.saturating_add(retain) {
                 self.remove(slot);
                 self.trim_finished();
             } else {
@@ -1489,7 +1487,7 @@ impl Engine {
             }
             return;
         }
-        if p.has(PROVISIONAL) && t >= p.first_seen.saturating_add(join) {
+        if p.has(PROVISIONAL) && t >= p.moment.saturating_add(join) {
             if let Some(p) = self.slots[slot as usize].as_mut() {
                 p.clear(PROVISIONAL);
             }
@@ -1572,10 +1570,10 @@ impl Engine {
     /// The next time any rule of this process can change its state.
     fn due(&self, p: &Process) -> u64 {
         if p.state != State::Running {
-            return p.finished_at.saturating_add(self.config.retain_finished_nanos);
+            return p.moment.saturating_add(self.config.retain_finished_nanos);
         }
         if p.has(PROVISIONAL) {
-            return p.first_seen.saturating_add(self.config.join_window_nanos);
+            return p.moment.saturating_add(self.config.join_window_nanos);
         }
         let policy = self.policy(p);
         let mut wake = p.last_activity.saturating_add(policy.idle_timeout_nanos);
@@ -1621,7 +1619,7 @@ impl Engine {
         while let Some(&(slot, generation, at)) = self.finished.front() {
             let current = self.slots.get(slot as usize).and_then(|p| p.as_ref());
             let live = current.is_some_and(|p| {
-                p.generation == generation && p.state != State::Running && p.finished_at == at
+                p.generation == generation && p.state != State::Running && p.moment == at
             });
             if live {
                 break;
@@ -1636,7 +1634,7 @@ impl Engine {
         while let Some((slot, generation, at)) = self.finished.pop_front() {
             let current = self.slots.get(slot as usize).and_then(|p| p.as_ref());
             if current.is_some_and(|p| {
-                p.generation == generation && p.state != State::Running && p.finished_at == at
+                p.generation == generation && p.state != State::Running && p.moment == at
             }) {
                 self.remove(slot);
                 self.evicted += 1;

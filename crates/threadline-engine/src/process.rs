@@ -114,9 +114,10 @@ pub struct Process {
     pub start_nanos: u64,
     pub end_nanos: u64,
     /// Engine times.
-    pub first_seen: u64,
     pub last_activity: u64,
-    pub finished_at: u64,
+    /// When the process was first seen while it runs; when it finished once it has (a
+    /// finished process is never provisional, so the join window no longer needs the former).
+    pub moment: u64,
     /// The wake-up currently armed in the shard's timers (`u64::MAX`: none).
     pub armed: u64,
     pub generation: u32,
@@ -141,9 +142,8 @@ impl Process {
             id,
             start_nanos: u64::MAX,
             end_nanos: 0,
-            first_seen: now,
             last_activity: now,
-            finished_at: 0,
+            moment: now,
             armed: u64::MAX,
             generation,
             type_id: 0,
@@ -264,7 +264,7 @@ impl Process {
             flags,
             start_nanos,
             end_nanos,
-            first_seen,
+            moment,
             last_activity,
             spans,
             error_spans,
@@ -305,7 +305,7 @@ impl Process {
         }
         self.start_nanos = self.start_nanos.min(start_nanos);
         self.end_nanos = self.end_nanos.max(end_nanos);
-        self.first_seen = self.first_seen.min(first_seen);
+        self.moment = self.moment.min(moment);
         self.last_activity = self.last_activity.max(last_activity);
         self.spans += spans;
         self.error_spans += error_spans;
