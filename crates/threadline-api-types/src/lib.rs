@@ -479,13 +479,8 @@ pub struct ProcessTypeView {
     pub spec_violated: u64,
     pub reopened: u64,
     pub completed_per_minute: f64,
-    /// Quantiles of completed durations, nanoseconds as strings; absent before any completion.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p50_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p95_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p99_nanos: Option<String>,
+    /// Duration quantiles, within 1%.
+    pub durations: QuantilesView,
     /// Share of completed processes that met their SLA, when the type has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_compliance: Option<f64>,
@@ -511,13 +506,8 @@ pub struct CallView {
     pub calls: u64,
     pub errors: u64,
     pub per_minute: f64,
-    /// Server-side durations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p50_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p95_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p99_nanos: Option<String>,
+    /// Duration quantiles, within 1%.
+    pub durations: QuantilesView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -529,12 +519,8 @@ pub struct OperationView {
     pub errors: u64,
     /// Spans per minute over the last `window_minutes`.
     pub per_minute: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p50_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p95_nanos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_p99_nanos: Option<String>,
+    /// Duration quantiles, within 1%.
+    pub durations: QuantilesView,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -558,11 +544,19 @@ pub struct ProducerView {
 pub struct ConsumerGroupView {
     pub group: String,
     pub consumed: u64,
-    /// Time messages waited in the channel for this group.
+    /// Quantiles of the time messages waited in the channel for this group, within 1%.
+    pub waits: QuantilesView,
+}
+
+/// Quantiles of a distribution of durations, nanoseconds as decimal strings; absent while
+/// there is nothing to measure.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct QuantilesView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_p50_nanos: Option<String>,
+    pub p50_nanos: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_p95_nanos: Option<String>,
+    pub p95_nanos: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait_p99_nanos: Option<String>,
+    pub p99_nanos: Option<String>,
 }

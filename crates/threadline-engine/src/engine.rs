@@ -18,6 +18,7 @@ use crate::process::{
     ANY_GROUP, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, SPEC_TYPE, STARTED,
     STUCK, State, StepSeen, TRUNCATED, fingerprint,
 };
+use crate::sketch::Quantiles;
 use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::timers::Timers;
@@ -159,18 +160,10 @@ impl GraphStats {
     /// Adds another shard's aggregates.
     pub fn merge(&mut self, other: GraphStats) {
         for (key, stats) in other.calls {
-            let mine = self.calls.entry(key).or_default();
-            mine.count += stats.count;
-            mine.errors += stats.errors;
-            mine.durations.merge(&stats.durations);
-            mine.minutes.merge(&stats.minutes);
+            self.calls.entry(key).or_default().merge(&stats);
         }
         for (key, stats) in other.operations {
-            let mine = self.operations.entry(key).or_default();
-            mine.count += stats.count;
-            mine.errors += stats.errors;
-            mine.durations.merge(&stats.durations);
-            mine.minutes.merge(&stats.minutes);
+            self.operations.entry(key).or_default().merge(&stats);
         }
         for (key, stats) in other.channels {
             let mine = self.channels.entry(key).or_default();
@@ -215,9 +208,7 @@ pub fn summarize_types(
             sla_breached: t.stats.sla_breached,
             spec_violated: t.stats.spec_violated,
             reopened: t.stats.reopened,
-            duration_p50: t.stats.durations.quantile(0.5),
-            duration_p95: t.stats.durations.quantile(0.95),
-            duration_p99: t.stats.durations.quantile(0.99),
+            durations: t.stats.durations.quantiles(),
             #[expect(clippy::cast_precision_loss, reason = "a ratio")]
             sla_compliance: (t.stats.with_sla > 0)
                 .then(|| t.stats.within_sla as f64 / t.stats.with_sla as f64),
@@ -238,9 +229,7 @@ pub fn summarize_graph(stats: GraphStats, now: u64, window_minutes: u64) -> Grap
                 calls: stats.count,
                 errors: stats.errors,
                 per_minute: stats.minutes.per_minute(now, window_minutes),
-                duration_p50: stats.durations.quantile(0.5),
-                duration_p95: stats.durations.quantile(0.95),
-                duration_p99: stats.durations.quantile(0.99),
+                durations: stats.durations.quantiles(),
             })
             .collect(),
         operations: stats
@@ -252,9 +241,7 @@ pub fn summarize_graph(stats: GraphStats, now: u64, window_minutes: u64) -> Grap
                 count: stats.count,
                 errors: stats.errors,
                 per_minute: stats.minutes.per_minute(now, window_minutes),
-                duration_p50: stats.durations.quantile(0.5),
-                duration_p95: stats.durations.quantile(0.95),
-                duration_p99: stats.durations.quantile(0.99),
+                durations: stats.durations.quantiles(),
             })
             .collect(),
         channels: stats
@@ -271,9 +258,7 @@ pub fn summarize_graph(stats: GraphStats, now: u64, window_minutes: u64) -> Grap
                     .map(|(group, gs)| GroupSummary {
                         group,
                         consumed: gs.consumed,
-                        wait_p50: gs.waits.quantile(0.5),
-                        wait_p95: gs.waits.quantile(0.95),
-                        wait_p99: gs.waits.quantile(0.99),
+                        waits: gs.waits.quantiles(),
                     })
                     .collect(),
             })
@@ -297,10 +282,8 @@ pub struct TypeSummary {
     pub sla_breached: u64,
     pub spec_violated: u64,
     pub reopened: u64,
-    /// Quantiles of completed durations (ns), within 1%.
-    pub duration_p50: Option<u64>,
-    pub duration_p95: Option<u64>,
-    pub duration_p99: Option<u64>,
+    /// Quantiles of completed durations (ns).
+    pub durations: Quantiles,
     /// Share of completed processes that met their SLA, when the type has one.
     pub sla_compliance: Option<f64>,
     pub completed_per_minute: f64,
@@ -314,9 +297,8 @@ pub struct OperationSummary {
     pub errors: u64,
     /// Spans per minute over the window asked for.
     pub per_minute: f64,
-    pub duration_p50: Option<u64>,
-    pub duration_p95: Option<u64>,
-    pub duration_p99: Option<u64>,
+    /// Span durations (ns).
+    pub durations: Quantiles,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -333,10 +315,8 @@ pub struct ChannelSummary {
 pub struct GroupSummary {
     pub group: String,
     pub consumed: u64,
-    /// Time messages waited in the channel for this group (ns), within 1%.
-    pub wait_p50: Option<u64>,
-    pub wait_p95: Option<u64>,
-    pub wait_p99: Option<u64>,
+    /// Time messages waited in the channel for this group (ns).
+    pub waits: Quantiles,
 }
 
 /// Synchronous calls from one service to another (a CLIENT span and its SERVER child).
@@ -348,10 +328,8 @@ pub struct CallSummary {
     /// Calls whose server span has an error status.
     pub errors: u64,
     pub per_minute: f64,
-    /// Server-side durations of the calls (ns), within 1%.
-    pub duration_p50: Option<u64>,
-    pub duration_p95: Option<u64>,
-    pub duration_p99: Option<u64>,
+    /// Server-side durations of the calls (ns).
+    pub durations: Quantiles,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -17,6 +17,14 @@ pub struct Sketch {
     count: u64,
 }
 
+/// The quantiles reported for a distribution, each within 1%; `None` when it is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Quantiles {
+    pub p50: Option<u64>,
+    pub p95: Option<u64>,
+    pub p99: Option<u64>,
+}
+
 fn gamma() -> f64 {
     (1.0 + ALPHA) / (1.0 - ALPHA)
 }
@@ -71,6 +79,11 @@ impl Sketch {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// The median and the 95th and 99th percentiles.
+    pub fn quantiles(&self) -> Quantiles {
+        Quantiles { p50: self.quantile(0.5), p95: self.quantile(0.95), p99: self.quantile(0.99) }
     }
 
     /// The `q`-quantile (0..=1), within 1% of the true value; `None` when empty.

@@ -120,6 +120,16 @@ pub struct OperationStats {
     pub minutes: Minutes,
 }
 
+impl OperationStats {
+    /// Adds another shard's aggregates of the same operation.
+    pub fn merge(&mut self, other: &OperationStats) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.durations.merge(&other.durations);
+        self.minutes.merge(&other.minutes);
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChannelStats {
     /// Messages sent on the channel.

@@ -561,7 +561,7 @@ fn aggregates_per_type_operation_and_channel() {
         "{checkout:#?}"
     );
     // Durations of the four completed checkouts: 1, 2, 3, 4 s (within 1%).
-    let p50 = checkout.duration_p50.unwrap();
+    let p50 = checkout.durations.p50.unwrap();
     assert!((1_980_000_000..=2_020_000_000).contains(&p50), "{p50}");
     assert_eq!(checkout.sla_compliance, Some(0.25));
     assert!((checkout.completed_per_minute - 0.8).abs() < 1e-9);
@@ -579,7 +579,7 @@ fn aggregates_per_type_operation_and_channel() {
     let group = &orders.groups[0];
     assert_eq!((group.group.as_str(), group.consumed), ("payments", 4));
     // The producer ends at 0.11 s; consumers start at 0.5, 1.5, 2.5, 3.5 s.
-    let wait = group.wait_p50.unwrap();
+    let wait = group.waits.p50.unwrap();
     assert!((1_376_000_000..=1_404_000_000).contains(&wait), "{wait}");
 }
 

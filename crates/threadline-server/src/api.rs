@@ -15,9 +15,9 @@ use axum::{Json, Router};
 use threadline_api_types::{
     CallView, ChannelView, ConsumerGroupView, EngineStatus, ErrorBody, GraphResponse, IngestStatus,
     OperationView, OwnerView, ProcessEventView, ProcessListResponse, ProcessResponse,
-    ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, SegmentView,
-    ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus, TraceResponse,
-    WaitingView,
+    ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, QuantilesView,
+    SegmentView, ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus,
+    TraceResponse, WaitingView,
 };
 use threadline_core::id::TraceId;
 use threadline_engine::critical_path::{Segment, critical_path};
@@ -287,8 +287,9 @@ struct WindowQuery {
     window_minutes: Option<u64>,
 }
 
-fn nanos(value: Option<u64>) -> Option<String> {
-    value.map(|v| v.to_string())
+fn quantiles(q: &threadline_engine::sketch::Quantiles) -> QuantilesView {
+    let nanos = |v: Option<u64>| v.map(|v| v.to_string());
+    QuantilesView { p50_nanos: nanos(q.p50), p95_nanos: nanos(q.p95), p99_nanos: nanos(q.p99) }
 }
 
 /// `GET /api/v1/process-types`: counts, rates, duration quantiles and SLA compliance per type.
@@ -320,9 +321,7 @@ async fn process_types(
             spec_violated: t.spec_violated,
             reopened: t.reopened,
             completed_per_minute: t.completed_per_minute,
-            duration_p50_nanos: nanos(t.duration_p50),
-            duration_p95_nanos: nanos(t.duration_p95),
-            duration_p99_nanos: nanos(t.duration_p99),
+            durations: quantiles(&t.durations),
             sla_compliance: t.sla_compliance,
         })
         .collect();
@@ -355,9 +354,7 @@ async fn graph(
                 calls: c.calls,
                 errors: c.errors,
                 per_minute: c.per_minute,
-                duration_p50_nanos: nanos(c.duration_p50),
-                duration_p95_nanos: nanos(c.duration_p95),
-                duration_p99_nanos: nanos(c.duration_p99),
+                durations: quantiles(&c.durations),
             })
             .collect(),
         operations: graph
@@ -369,9 +366,7 @@ async fn graph(
                 count: o.count,
                 errors: o.errors,
                 per_minute: o.per_minute,
-                duration_p50_nanos: nanos(o.duration_p50),
-                duration_p95_nanos: nanos(o.duration_p95),
-                duration_p99_nanos: nanos(o.duration_p99),
+                durations: quantiles(&o.durations),
             })
             .collect(),
         channels: graph
@@ -392,9 +387,7 @@ async fn graph(
                     .map(|g| ConsumerGroupView {
                         group: g.group,
                         consumed: g.consumed,
-                        wait_p50_nanos: nanos(g.wait_p50),
-                        wait_p95_nanos: nanos(g.wait_p95),
-                        wait_p99_nanos: nanos(g.wait_p99),
+                        waits: quantiles(&g.waits),
                     })
                     .collect(),
             })

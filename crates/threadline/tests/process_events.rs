@@ -108,7 +108,7 @@ async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flow
         (checkout.name.as_str(), checkout.started, checkout.completed),
         ("frontend: POST /checkout", 3, 3)
     );
-    assert!(checkout.duration_p50_nanos.is_some());
+    assert!(checkout.durations.p50_nanos.is_some());
     let graph: threadline_api_types::GraphResponse =
         server.api_json("/api/v1/graph").await.unwrap();
     let orders = graph.channels.iter().find(|c| c.destination == "orders").unwrap();
