@@ -166,6 +166,16 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     }
 }
 
+/// The owner of a process type, from the specs.
+fn owner_of(state: &ApiState, process_type: &str) -> Option<OwnerView> {
+    state.owners.get(process_type).map(|owner| OwnerView {
+        team: owner.team.clone(),
+        pager: owner.pager.clone(),
+        repo: owner.repo.clone(),
+        runbook: owner.runbook.clone(),
+    })
+}
+
 fn summary(view: &ProcessView, state: &ApiState) -> ProcessSummary {
     ProcessSummary {
         id: view.id.to_hex(),
@@ -202,12 +212,7 @@ fn summary(view: &ProcessView, state: &ApiState) -> ProcessSummary {
             passed: spec.violations.is_empty(),
             violations: spec.violations.clone(),
         }),
-        owner: state.owners.get(&view.process_type).map(|owner| OwnerView {
-            team: owner.team.clone(),
-            pager: owner.pager.clone(),
-            repo: owner.repo.clone(),
-            runbook: owner.runbook.clone(),
-        }),
+        owner: owner_of(state, &view.process_type),
     }
 }
 
@@ -305,12 +310,7 @@ async fn process_types(
     let process_types = summaries
         .into_iter()
         .map(|t| ProcessTypeView {
-            owner: state.owners.get(&t.name).map(|owner| OwnerView {
-                team: owner.team.clone(),
-                pager: owner.pager.clone(),
-                repo: owner.repo.clone(),
-                runbook: owner.runbook.clone(),
-            }),
+            owner: owner_of(&state, &t.name),
             name: t.name,
             started: t.started,
             completed: t.completed,
