@@ -379,6 +379,18 @@ pub struct EngineStats {
     pub evicted_finished: u64,
 }
 
+impl EngineStats {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, other: &EngineStats) {
+        self.processes += other.processes;
+        self.running += other.running;
+        self.timers += other.timers;
+        self.spans += other.spans;
+        self.untracked_spans += other.untracked_spans;
+        self.evicted_finished += other.evicted_finished;
+    }
+}
+
 /// One shard of the process engine.
 #[derive(Debug)]
 pub struct Engine {

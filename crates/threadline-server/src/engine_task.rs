@@ -148,12 +148,7 @@ impl EngineHandle {
         let mut total = EngineStats::default();
         for shard in 0..self.shards.len() {
             if let Some(s) = self.ask(shard, Command::Stats).await {
-                total.processes += s.processes;
-                total.running += s.running;
-                total.timers += s.timers;
-                total.spans += s.spans;
-                total.untracked_spans += s.untracked_spans;
-                total.evicted_finished += s.evicted_finished;
+                total.add(&s);
             }
         }
         total
