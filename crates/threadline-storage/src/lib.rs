@@ -2,8 +2,10 @@
 //! codes against; [`memory::MemoryStore`] keeps spans in memory per trace (durable storage
 //! replaces it behind the same trait). [`data_dir::DataDir`] owns the data directory.
 
+pub mod codec;
 pub mod data_dir;
 pub mod memory;
+pub mod wal;
 
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;

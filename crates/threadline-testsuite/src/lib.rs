@@ -2,6 +2,7 @@
 //! test: generators of realistic telemetry in each wire format ([`generate`]) and a harness
 //! that runs the real `threadline` binary on loopback ports ([`server`]).
 
+pub mod arbitrary;
 pub mod generate;
 pub mod python;
 pub mod server;

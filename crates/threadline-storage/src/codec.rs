@@ -1,0 +1,438 @@
+//! A compact, lossless binary encoding of a batch of spans: the payload of a WAL record.
+//!
+//! Layout (all integers LEB128 varints unless noted, strings as length + UTF-8 bytes):
+//!
+//! ```text
+//! batch    := version:u8 resources scopes count span*
+//! resources:= n (attributes dropped schema_url)*     -- each distinct Arc<Resource> once
+//! scopes   := n (name version attributes dropped schema_url)*
+//! span     := trace_id:[16] span_id:[8] parent:(0 | 1 [8]) trace_state flags name kind:u8
+//!             start end attributes dropped events dropped links dropped
+//!             status_code:u8 status_message resource_index scope_index
+//! value    := tag:u8 payload   (string, bool, int as zigzag, double as 8 LE bytes, bytes,
+//!                               array, kvlist, empty)
+//! ```
+//!
+//! Resources and scopes are written once per batch and shared again on decode, as they were
+//! when the batch was received.
+
+use std::sync::Arc;
+
+use threadline_core::id::{SpanId, TraceId};
+use threadline_core::span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
+use threadline_core::value::{AnyValue, KeyValue};
+
+/// The encoding version written first in every batch.
+pub const BATCH_VERSION: u8 = 1;
+
+/// Nesting limit for array and key-value list values, so damaged input cannot recurse deeply.
+const MAX_DEPTH: u32 = 64;
+
+/// Why bytes are not a valid encoded batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("unsupported span batch version {0} (this build reads version {BATCH_VERSION})")]
+    Version(u8),
+    #[error("truncated span batch")]
+    Truncated,
+    #[error("invalid span batch: {0}")]
+    Invalid(&'static str),
+}
+
+/// Encodes `spans` onto the end of `out`.
+pub fn encode_batch(spans: &[Span], out: &mut Vec<u8>) {
+    out.push(BATCH_VERSION);
+    let mut resources: Vec<&Arc<Resource>> = Vec::new();
+    let mut scopes: Vec<&Arc<Scope>> = Vec::new();
+    let mut indexes = Vec::with_capacity(spans.len());
+    for span in spans {
+        let r = intern(&mut resources, &span.resource);
+        let s = intern(&mut scopes, &span.scope);
+        indexes.push((r, s));
+    }
+    put_len(out, resources.len());
+    for resource in &resources {
+        put_attributes(out, &resource.attributes);
+        put_u64(out, resource.dropped_attributes_count.into());
+        put_str(out, &resource.schema_url);
+    }
+    put_len(out, scopes.len());
+    for scope in &scopes {
+        put_str(out, &scope.name);
+        put_str(out, &scope.version);
+        put_attributes(out, &scope.attributes);
+        put_u64(out, scope.dropped_attributes_count.into());
+        put_str(out, &scope.schema_url);
+    }
+    put_len(out, spans.len());
+    for (span, (r, s)) in spans.iter().zip(indexes) {
+        put_span(out, span);
+        put_len(out, r);
+        put_len(out, s);
+    }
+}
+
+/// Index of `item` in `seen`, by pointer first (the common case) and then by value.
+fn intern<'a, T: PartialEq>(seen: &mut Vec<&'a Arc<T>>, item: &'a Arc<T>) -> usize {
+    if let Some(i) = seen.iter().rposition(|s| Arc::ptr_eq(s, item) || ***s == **item) {
+        return i;
+    }
+    seen.push(item);
+    seen.len() - 1
+}
+
+fn put_span(out: &mut Vec<u8>, span: &Span) {
+    out.extend_from_slice(span.trace_id.as_bytes());
+    out.extend_from_slice(span.span_id.as_bytes());
+    match span.parent_span_id {
+        Some(parent) => {
+            out.push(1);
+            out.extend_from_slice(parent.as_bytes());
+        }
+        None => out.push(0),
+    }
+    put_str(out, &span.trace_state);
+    put_u64(out, span.flags.into());
+    put_str(out, &span.name);
+    out.push(kind_tag(span.kind));
+    put_u64(out, span.start_time_unix_nano);
+    put_u64(out, span.end_time_unix_nano);
+    put_attributes(out, &span.attributes);
+    put_u64(out, span.dropped_attributes_count.into());
+    put_len(out, span.events.len());
+    for event in &span.events {
+        put_u64(out, event.time_unix_nano);
+        put_str(out, &event.name);
+        put_attributes(out, &event.attributes);
+        put_u64(out, event.dropped_attributes_count.into());
+    }
+    put_u64(out, span.dropped_events_count.into());
+    put_len(out, span.links.len());
+    for link in &span.links {
+        out.extend_from_slice(link.trace_id.as_bytes());
+        out.extend_from_slice(link.span_id.as_bytes());
+        put_str(out, &link.trace_state);
+        put_attributes(out, &link.attributes);
+        put_u64(out, link.dropped_attributes_count.into());
+        put_u64(out, link.flags.into());
+    }
+    put_u64(out, span.dropped_links_count.into());
+    out.push(match span.status.code {
+        StatusCode::Unset => 0,
+        StatusCode::Ok => 1,
+        StatusCode::Error => 2,
+    });
+    put_str(out, &span.status.message);
+}
+
+fn kind_tag(kind: SpanKind) -> u8 {
+    match kind {
+        SpanKind::Unspecified => 0,
+        SpanKind::Internal => 1,
+        SpanKind::Server => 2,
+        SpanKind::Client => 3,
+        SpanKind::Producer => 4,
+        SpanKind::Consumer => 5,
+    }
+}
+
+fn put_attributes(out: &mut Vec<u8>, attributes: &[KeyValue]) {
+    put_len(out, attributes.len());
+    for kv in attributes {
+        put_str(out, &kv.key);
+        put_value(out, &kv.value);
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, value: &AnyValue) {
+    match value {
+        AnyValue::String(s) => {
+            out.push(0);
+            put_str(out, s);
+        }
+        AnyValue::Bool(b) => {
+            out.push(1);
+            out.push(u8::from(*b));
+        }
+        AnyValue::Int(i) => {
+            out.push(2);
+            put_u64(out, zigzag(*i));
+        }
+        AnyValue::Double(d) => {
+            out.push(3);
+            out.extend_from_slice(&d.to_le_bytes());
+        }
+        AnyValue::Bytes(b) => {
+            out.push(4);
+            put_len(out, b.len());
+            out.extend_from_slice(b);
+        }
+        AnyValue::Array(values) => {
+            out.push(5);
+            put_len(out, values.len());
+            for v in values {
+                put_value(out, v);
+            }
+        }
+        AnyValue::KvList(kvs) => {
+            out.push(6);
+            put_attributes(out, kvs);
+        }
+        AnyValue::Empty => out.push(7),
+    }
+}
+
+fn zigzag(i: i64) -> u64 {
+    ((i << 1) ^ (i >> 63)).cast_unsigned()
+}
+
+fn unzigzag(u: u64) -> i64 {
+    (u >> 1).cast_signed() ^ -(u & 1).cast_signed()
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    put_u64(out, n as u64);
+}
+
+#[allow(clippy::cast_possible_truncation, reason = "each byte takes the low 7 bits on purpose")]
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Decodes a whole batch written by [`encode_batch`]; trailing bytes are an error.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Span>, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != BATCH_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let n = r.len()?;
+    let mut resources = Vec::with_capacity(n);
+    for _ in 0..n {
+        resources.push(Arc::new(Resource {
+            attributes: r.attributes(0)?,
+            dropped_attributes_count: r.u32()?,
+            schema_url: r.string()?,
+        }));
+    }
+    let n = r.len()?;
+    let mut scopes = Vec::with_capacity(n);
+    for _ in 0..n {
+        scopes.push(Arc::new(Scope {
+            name: r.string()?,
+            version: r.string()?,
+            attributes: r.attributes(0)?,
+            dropped_attributes_count: r.u32()?,
+            schema_url: r.string()?,
+        }));
+    }
+    let n = r.len()?;
+    let mut spans = Vec::with_capacity(n);
+    for _ in 0..n {
+        spans.push(r.span(&resources, &scopes)?);
+    }
+    if r.pos != bytes.len() {
+        return Err(DecodeError::Invalid("trailing bytes after the last span"));
+    }
+    Ok(spans)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let slice = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::Invalid("varint longer than 10 bytes"))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        u32::try_from(self.u64()?).map_err(|_| DecodeError::Invalid("count does not fit 32 bits"))
+    }
+
+    /// A length, bounded by the bytes left so damaged input cannot ask for huge allocations.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let n = usize::try_from(self.u64()?).map_err(|_| DecodeError::Truncated)?;
+        if n > self.bytes.len() - self.pos {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(n)
+    }
+
+    fn index(&mut self) -> Result<usize, DecodeError> {
+        usize::try_from(self.u64()?).map_err(|_| DecodeError::Invalid("index out of range"))
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let n = self.len()?;
+        let bytes = self.take(n)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Invalid("string is not UTF-8"))
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    fn trace_id(&mut self) -> Result<TraceId, DecodeError> {
+        TraceId::from_bytes(self.array()?).map_err(|_| DecodeError::Invalid("zero trace id"))
+    }
+
+    fn span_id(&mut self) -> Result<SpanId, DecodeError> {
+        SpanId::from_bytes(self.array()?).map_err(|_| DecodeError::Invalid("zero span id"))
+    }
+
+    fn attributes(&mut self, depth: u32) -> Result<Vec<KeyValue>, DecodeError> {
+        let n = self.len()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(KeyValue { key: self.string()?, value: self.value(depth)? });
+        }
+        Ok(out)
+    }
+
+    fn value(&mut self, depth: u32) -> Result<AnyValue, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::Invalid("values nested too deeply"));
+        }
+        Ok(match self.u8()? {
+            0 => AnyValue::String(self.string()?),
+            1 => AnyValue::Bool(match self.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(DecodeError::Invalid("bad boolean")),
+            }),
+            2 => AnyValue::Int(unzigzag(self.u64()?)),
+            3 => AnyValue::Double(f64::from_le_bytes(self.array()?)),
+            4 => {
+                let n = self.len()?;
+                AnyValue::Bytes(self.take(n)?.to_vec())
+            }
+            5 => {
+                let n = self.len()?;
+                let mut values = Vec::with_capacity(n);
+                for _ in 0..n {
+                    values.push(self.value(depth + 1)?);
+                }
+                AnyValue::Array(values)
+            }
+            6 => AnyValue::KvList(self.attributes(depth + 1)?),
+            7 => AnyValue::Empty,
+            _ => return Err(DecodeError::Invalid("unknown value tag")),
+        })
+    }
+
+    fn span(
+        &mut self,
+        resources: &[Arc<Resource>],
+        scopes: &[Arc<Scope>],
+    ) -> Result<Span, DecodeError> {
+        let trace_id = self.trace_id()?;
+        let span_id = self.span_id()?;
+        let parent_span_id = match self.u8()? {
+            0 => None,
+            1 => Some(self.span_id()?),
+            _ => return Err(DecodeError::Invalid("bad parent marker")),
+        };
+        let trace_state = self.string()?;
+        let flags = self.u32()?;
+        let name = self.string()?;
+        let kind = match self.u8()? {
+            0 => SpanKind::Unspecified,
+            1 => SpanKind::Internal,
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            _ => return Err(DecodeError::Invalid("unknown span kind")),
+        };
+        let start_time_unix_nano = self.u64()?;
+        let end_time_unix_nano = self.u64()?;
+        let attributes = self.attributes(0)?;
+        let dropped_attributes_count = self.u32()?;
+        let n = self.len()?;
+        let mut events = Vec::with_capacity(n);
+        for _ in 0..n {
+            events.push(Event {
+                time_unix_nano: self.u64()?,
+                name: self.string()?,
+                attributes: self.attributes(0)?,
+                dropped_attributes_count: self.u32()?,
+            });
+        }
+        let dropped_events_count = self.u32()?;
+        let n = self.len()?;
+        let mut links = Vec::with_capacity(n);
+        for _ in 0..n {
+            links.push(Link {
+                trace_id: self.trace_id()?,
+                span_id: self.span_id()?,
+                trace_state: self.string()?,
+                attributes: self.attributes(0)?,
+                dropped_attributes_count: self.u32()?,
+                flags: self.u32()?,
+            });
+        }
+        let dropped_links_count = self.u32()?;
+        let code = match self.u8()? {
+            0 => StatusCode::Unset,
+            1 => StatusCode::Ok,
+            2 => StatusCode::Error,
+            _ => return Err(DecodeError::Invalid("unknown status code")),
+        };
+        let status = Status { code, message: self.string()? };
+        let resource =
+            resources.get(self.index()?).ok_or(DecodeError::Invalid("resource index"))?;
+        let scope = scopes.get(self.index()?).ok_or(DecodeError::Invalid("scope index"))?;
+        Ok(Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            trace_state,
+            flags,
+            name,
+            kind,
+            start_time_unix_nano,
+            end_time_unix_nano,
+            attributes,
+            dropped_attributes_count,
+            events,
+            dropped_events_count,
+            links,
+            dropped_links_count,
+            status,
+            resource: Arc::clone(resource),
+            scope: Arc::clone(scope),
+        })
+    }
+}
