@@ -208,6 +208,22 @@ fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Encodes one attribute value (the `value` production above) onto the end of `out`: how span
+/// blocks keep array and key-value list attributes losslessly.
+pub fn encode_value(value: &AnyValue, out: &mut Vec<u8>) {
+    put_value(out, value);
+}
+
+/// Decodes one value written by [`encode_value`]; trailing bytes are an error.
+pub fn decode_value(bytes: &[u8]) -> Result<AnyValue, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let value = r.value(0)?;
+    if r.pos != bytes.len() {
+        return Err(DecodeError::Invalid("trailing bytes after the value"));
+    }
+    Ok(value)
+}
+
 /// Decodes a whole batch written by [`encode_batch`]; trailing bytes are an error.
 pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Span>, DecodeError> {
     let mut r = Reader { bytes, pos: 0 };

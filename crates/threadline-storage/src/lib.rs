@@ -2,6 +2,7 @@
 //! codes against; [`memory::MemoryStore`] keeps spans in memory per trace (durable storage
 //! replaces it behind the same trait). [`data_dir::DataDir`] owns the data directory.
 
+pub mod block;
 pub mod codec;
 pub mod data_dir;
 pub mod memory;

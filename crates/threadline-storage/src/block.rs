@@ -1,0 +1,873 @@
+//! Span blocks: immutable Parquet files of spans sorted by trace id then start time, written
+//! and read through `object_store` (a local directory or an S3-compatible bucket alike).
+//!
+//! Layout for lookups: rows are sorted by `trace_id`, row groups hold [`ROW_GROUP_ROWS`] rows
+//! with min/max statistics and a bloom filter on `trace_id`, pages carry a page index; so a
+//! trace is read from the one row group (and the pages within it) that can hold it. Columns
+//! are dictionary-encoded where that pays and compressed with zstd. The schema is documented
+//! in `docs/storage.md`; every file carries its format version in the Parquet key-value
+//! metadata under [`VERSION_KEY`].
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder,
+    Int64Builder, StringBuilder, UInt32Builder, UInt64Builder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, GenericListArray, ListArray,
+    RecordBatch, StringArray, StructArray,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::TryStreamExt;
+use futures_util::future::BoxFuture;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter,
+};
+use parquet::arrow::async_reader::{
+    AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
+};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{
+    KeyValue as ParquetKeyValue, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
+};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
+use threadline_core::id::{SpanId, TraceId};
+use threadline_core::span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
+use threadline_core::value::{AnyValue, KeyValue};
+
+use crate::codec;
+
+/// Parquet key-value metadata key holding the block format version.
+pub const VERSION_KEY: &str = "threadline.block.version";
+/// The block format version this build writes and reads.
+pub const BLOCK_VERSION: u32 = 1;
+/// Rows per row group: the unit a trace lookup reads.
+pub const ROW_GROUP_ROWS: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {path}: {source}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("block {path}: {source}")]
+    Arrow {
+        path: String,
+        #[source]
+        source: arrow_schema::ArrowError,
+    },
+    #[error("block {path}: {source}")]
+    Store {
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("block {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// Summary of a written block, kept in the block manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockInfo {
+    pub path: String,
+    pub spans: u64,
+    pub bytes: u64,
+    pub min_start_unix_nano: u64,
+    pub max_start_unix_nano: u64,
+}
+
+fn attribute_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("str", DataType::Utf8, true),
+        Field::new("int", DataType::Int64, true),
+        Field::new("double", DataType::Float64, true),
+        Field::new("bool", DataType::Boolean, true),
+        Field::new("bytes", DataType::Binary, true),
+    ])
+}
+
+fn attributes_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(attribute_fields()), false)))
+}
+
+fn event_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("time_unix_nano", DataType::UInt64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("attributes", attributes_type(), false),
+        Field::new("dropped_attributes_count", DataType::UInt32, false),
+    ])
+}
+
+fn link_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+        Field::new("span_id", DataType::FixedSizeBinary(8), false),
+        Field::new("trace_state", DataType::Utf8, false),
+        Field::new("attributes", attributes_type(), false),
+        Field::new("dropped_attributes_count", DataType::UInt32, false),
+        Field::new("flags", DataType::UInt32, false),
+    ])
+}
+
+fn list_of(fields: Fields) -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+}
+
+/// The Arrow schema of a span block, in column order.
+pub fn schema() -> SchemaRef {
+    let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
+    let u32f = |name: &str| Field::new(name, DataType::UInt32, false);
+    Arc::new(Schema::new(vec![
+        Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+        Field::new("span_id", DataType::FixedSizeBinary(8), false),
+        Field::new("parent_span_id", DataType::FixedSizeBinary(8), true),
+        utf8("service_name"),
+        utf8("name"),
+        utf8("kind"),
+        Field::new("start_time_unix_nano", DataType::UInt64, false),
+        Field::new("end_time_unix_nano", DataType::UInt64, false),
+        utf8("status_code"),
+        utf8("status_message"),
+        utf8("trace_state"),
+        u32f("flags"),
+        Field::new("attributes", attributes_type(), false),
+        u32f("dropped_attributes_count"),
+        Field::new("events", list_of(event_fields()), false),
+        u32f("dropped_events_count"),
+        Field::new("links", list_of(link_fields()), false),
+        u32f("dropped_links_count"),
+        Field::new("resource_attributes", attributes_type(), false),
+        u32f("resource_dropped_attributes_count"),
+        utf8("resource_schema_url"),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        Field::new("scope_attributes", attributes_type(), false),
+        u32f("scope_dropped_attributes_count"),
+        utf8("scope_schema_url"),
+    ]))
+}
+
+/// Accumulates attribute lists: one list entry per call to [`Attrs::push`].
+struct Attrs {
+    offsets: Vec<i32>,
+    key: StringBuilder,
+    kind: StringBuilder,
+    str: StringBuilder,
+    int: Int64Builder,
+    double: Float64Builder,
+    boolean: BooleanBuilder,
+    bytes: BinaryBuilder,
+}
+
+impl Attrs {
+    fn new() -> Self {
+        Self {
+            offsets: vec![0],
+            key: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            str: StringBuilder::new(),
+            int: Int64Builder::new(),
+            double: Float64Builder::new(),
+            boolean: BooleanBuilder::new(),
+            bytes: BinaryBuilder::new(),
+        }
+    }
+
+    fn push(&mut self, attributes: &[KeyValue]) {
+        for kv in attributes {
+            self.key.append_value(&kv.key);
+            let (kind, s, i, d, b, raw): (_, Option<&str>, _, _, _, Option<Vec<u8>>) =
+                match &kv.value {
+                    AnyValue::String(s) => ("string", Some(s), None, None, None, None),
+                    AnyValue::Bool(b) => ("bool", None, None, None, Some(*b), None),
+                    AnyValue::Int(i) => ("int", None, Some(*i), None, None, None),
+                    AnyValue::Double(d) => ("double", None, None, Some(*d), None, None),
+                    AnyValue::Bytes(b) => ("bytes", None, None, None, None, Some(b.clone())),
+                    AnyValue::Array(_) => {
+                        ("array", None, None, None, None, Some(encode_value(&kv.value)))
+                    }
+                    AnyValue::KvList(_) => {
+                        ("kvlist", None, None, None, None, Some(encode_value(&kv.value)))
+                    }
+                    AnyValue::Empty => ("empty", None, None, None, None, None),
+                };
+            self.kind.append_value(kind);
+            self.str.append_option(s);
+            self.int.append_option(i);
+            self.double.append_option(d);
+            self.boolean.append_option(b);
+            self.bytes.append_option(raw);
+        }
+        self.offsets.push(offset(self.key.len()));
+    }
+
+    fn finish(mut self) -> ListArray {
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(self.key.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.str.finish()),
+            Arc::new(self.int.finish()),
+            Arc::new(self.double.finish()),
+            Arc::new(self.boolean.finish()),
+            Arc::new(self.bytes.finish()),
+        ];
+        let values = StructArray::new(attribute_fields(), arrays, None);
+        list(values, self.offsets)
+    }
+}
+
+fn encode_value(value: &AnyValue) -> Vec<u8> {
+    let mut out = Vec::new();
+    codec::encode_value(value, &mut out);
+    out
+}
+
+#[allow(clippy::cast_possible_truncation, reason = "blocks stay far below 2^31 nested values")]
+fn offset(len: usize) -> i32 {
+    len as i32
+}
+
+fn list(values: StructArray, offsets: Vec<i32>) -> ListArray {
+    let field = Arc::new(Field::new("item", values.data_type().clone(), false));
+    ListArray::new(field, OffsetBuffer::new(offsets.into()), Arc::new(values), None)
+}
+
+struct Events {
+    offsets: Vec<i32>,
+    count: usize,
+    time: UInt64Builder,
+    name: StringBuilder,
+    attributes: Attrs,
+    dropped: UInt32Builder,
+}
+
+struct Links {
+    offsets: Vec<i32>,
+    count: usize,
+    trace_id: FixedSizeBinaryBuilder,
+    span_id: FixedSizeBinaryBuilder,
+    trace_state: StringBuilder,
+    attributes: Attrs,
+    dropped: UInt32Builder,
+    flags: UInt32Builder,
+}
+
+fn kind_name(kind: SpanKind) -> &'static str {
+    kind.as_str()
+}
+
+fn kind_from(name: &str) -> Option<SpanKind> {
+    Some(match name {
+        "unspecified" => SpanKind::Unspecified,
+        "internal" => SpanKind::Internal,
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        _ => return None,
+    })
+}
+
+fn status_from(name: &str) -> Option<StatusCode> {
+    Some(match name {
+        "unset" => StatusCode::Unset,
+        "ok" => StatusCode::Ok,
+        "error" => StatusCode::Error,
+        _ => return None,
+    })
+}
+
+/// Builds the record batch of `spans` (in the order given).
+fn to_batch(spans: &[Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let n = spans.len();
+    let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
+    let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
+    let mut service = StringBuilder::new();
+    let mut name = StringBuilder::new();
+    let mut kind = StringBuilder::new();
+    let mut start = UInt64Builder::with_capacity(n);
+    let mut end = UInt64Builder::with_capacity(n);
+    let mut status_code = StringBuilder::new();
+    let mut status_message = StringBuilder::new();
+    let mut trace_state = StringBuilder::new();
+    let mut flags = UInt32Builder::with_capacity(n);
+    let mut attributes = Attrs::new();
+    let mut dropped_attributes = UInt32Builder::with_capacity(n);
+    let mut events = Events {
+        offsets: vec![0],
+        count: 0,
+        time: UInt64Builder::new(),
+        name: StringBuilder::new(),
+        attributes: Attrs::new(),
+        dropped: UInt32Builder::new(),
+    };
+    let mut dropped_events = UInt32Builder::with_capacity(n);
+    let mut links = Links {
+        offsets: vec![0],
+        count: 0,
+        trace_id: FixedSizeBinaryBuilder::new(16),
+        span_id: FixedSizeBinaryBuilder::new(8),
+        trace_state: StringBuilder::new(),
+        attributes: Attrs::new(),
+        dropped: UInt32Builder::new(),
+        flags: UInt32Builder::new(),
+    };
+    let mut dropped_links = UInt32Builder::with_capacity(n);
+    let mut resource_attributes = Attrs::new();
+    let mut resource_dropped = UInt32Builder::with_capacity(n);
+    let mut resource_schema = StringBuilder::new();
+    let mut scope_name = StringBuilder::new();
+    let mut scope_version = StringBuilder::new();
+    let mut scope_attributes = Attrs::new();
+    let mut scope_dropped = UInt32Builder::with_capacity(n);
+    let mut scope_schema = StringBuilder::new();
+
+    for span in spans {
+        trace_id.append_value(span.trace_id.as_bytes())?;
+        span_id.append_value(span.span_id.as_bytes())?;
+        match span.parent_span_id {
+            Some(p) => parent.append_value(p.as_bytes())?,
+            None => parent.append_null(),
+        }
+        service.append_value(span.service_name());
+        name.append_value(&span.name);
+        kind.append_value(kind_name(span.kind));
+        start.append_value(span.start_time_unix_nano);
+        end.append_value(span.end_time_unix_nano);
+        status_code.append_value(span.status.code.as_str());
+        status_message.append_value(&span.status.message);
+        trace_state.append_value(&span.trace_state);
+        flags.append_value(span.flags);
+        attributes.push(&span.attributes);
+        dropped_attributes.append_value(span.dropped_attributes_count);
+        for event in &span.events {
+            events.time.append_value(event.time_unix_nano);
+            events.name.append_value(&event.name);
+            events.attributes.push(&event.attributes);
+            events.dropped.append_value(event.dropped_attributes_count);
+        }
+        events.count += span.events.len();
+        events.offsets.push(offset(events.count));
+        dropped_events.append_value(span.dropped_events_count);
+        for link in &span.links {
+            links.trace_id.append_value(link.trace_id.as_bytes())?;
+            links.span_id.append_value(link.span_id.as_bytes())?;
+            links.trace_state.append_value(&link.trace_state);
+            links.attributes.push(&link.attributes);
+            links.dropped.append_value(link.dropped_attributes_count);
+            links.flags.append_value(link.flags);
+        }
+        links.count += span.links.len();
+        links.offsets.push(offset(links.count));
+        dropped_links.append_value(span.dropped_links_count);
+        resource_attributes.push(&span.resource.attributes);
+        resource_dropped.append_value(span.resource.dropped_attributes_count);
+        resource_schema.append_value(&span.resource.schema_url);
+        scope_name.append_value(&span.scope.name);
+        scope_version.append_value(&span.scope.version);
+        scope_attributes.push(&span.scope.attributes);
+        scope_dropped.append_value(span.scope.dropped_attributes_count);
+        scope_schema.append_value(&span.scope.schema_url);
+    }
+
+    let events_values = StructArray::new(
+        event_fields(),
+        vec![
+            Arc::new(events.time.finish()),
+            Arc::new(events.name.finish()),
+            Arc::new(events.attributes.finish()),
+            Arc::new(events.dropped.finish()),
+        ],
+        None,
+    );
+    let links_values = StructArray::new(
+        link_fields(),
+        vec![
+            Arc::new(links.trace_id.finish()),
+            Arc::new(links.span_id.finish()),
+            Arc::new(links.trace_state.finish()),
+            Arc::new(links.attributes.finish()),
+            Arc::new(links.dropped.finish()),
+            Arc::new(links.flags.finish()),
+        ],
+        None,
+    );
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(trace_id.finish()),
+        Arc::new(span_id.finish()),
+        Arc::new(parent.finish()),
+        Arc::new(service.finish()),
+        Arc::new(name.finish()),
+        Arc::new(kind.finish()),
+        Arc::new(start.finish()),
+        Arc::new(end.finish()),
+        Arc::new(status_code.finish()),
+        Arc::new(status_message.finish()),
+        Arc::new(trace_state.finish()),
+        Arc::new(flags.finish()),
+        Arc::new(attributes.finish()),
+        Arc::new(dropped_attributes.finish()),
+        Arc::new(list(events_values, events.offsets)),
+        Arc::new(dropped_events.finish()),
+        Arc::new(list(links_values, links.offsets)),
+        Arc::new(dropped_links.finish()),
+        Arc::new(resource_attributes.finish()),
+        Arc::new(resource_dropped.finish()),
+        Arc::new(resource_schema.finish()),
+        Arc::new(scope_name.finish()),
+        Arc::new(scope_version.finish()),
+        Arc::new(scope_attributes.finish()),
+        Arc::new(scope_dropped.finish()),
+        Arc::new(scope_schema.finish()),
+    ];
+    RecordBatch::try_new(schema(), columns)
+}
+
+fn writer_properties() -> WriterProperties {
+    let trace_id = ColumnPath::from("trace_id");
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(1024)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_bloom_filter_enabled(trace_id.clone(), true)
+        .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
+        .set_column_dictionary_enabled(trace_id, false)
+        .set_column_dictionary_enabled(ColumnPath::from("span_id"), false)
+        .set_column_dictionary_enabled(ColumnPath::from("parent_span_id"), false)
+        .set_key_value_metadata(Some(vec![ParquetKeyValue::new(
+            VERSION_KEY.to_owned(),
+            BLOCK_VERSION.to_string(),
+        )]))
+        .build()
+}
+
+/// Sorts `spans` for lookup (trace id, then start time, then span id) and encodes them as a
+/// Parquet file.
+pub fn encode(spans: &mut [Span]) -> Result<Bytes, BlockError> {
+    spans.sort_by(|a, b| {
+        (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
+            b.trace_id,
+            b.start_time_unix_nano,
+            b.span_id,
+        ))
+    });
+    let path = || "(new)".to_owned();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))
+        .map_err(|source| BlockError::Parquet { path: path(), source })?;
+    for chunk in spans.chunks(ROW_GROUP_ROWS) {
+        let batch = to_batch(chunk).map_err(|source| BlockError::Arrow { path: path(), source })?;
+        writer.write(&batch).map_err(|source| BlockError::Parquet { path: path(), source })?;
+    }
+    writer.close().map_err(|source| BlockError::Parquet { path: path(), source })?;
+    Ok(Bytes::from(out))
+}
+
+/// Writes `spans` as a block at `path` in `store`; returns its summary.
+pub async fn write(
+    store: &dyn ObjectStore,
+    path: &str,
+    spans: &mut [Span],
+) -> Result<BlockInfo, BlockError> {
+    let bytes = encode(spans)?;
+    let size = bytes.len() as u64;
+    store
+        .put(&ObjectPath::from(path), bytes.into())
+        .await
+        .map_err(|source| BlockError::Store { path: path.to_owned(), source })?;
+    Ok(BlockInfo {
+        path: path.to_owned(),
+        spans: spans.len() as u64,
+        bytes: size,
+        min_start_unix_nano: spans.iter().map(|s| s.start_time_unix_nano).min().unwrap_or(0),
+        max_start_unix_nano: spans.iter().map(|s| s.start_time_unix_nano).max().unwrap_or(0),
+    })
+}
+
+/// An open block: its Parquet metadata, read once and kept for every lookup.
+#[derive(Debug, Clone)]
+pub struct OpenBlock {
+    path: String,
+    size: u64,
+    metadata: ArrowReaderMetadata,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl OpenBlock {
+    /// Reads the footer and page index of the block at `path` (of `size` bytes), checking its
+    /// format version and schema.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        path: &str,
+        size: u64,
+    ) -> Result<Self, BlockError> {
+        let mut reader =
+            BlockReader { store: Arc::clone(&store), path: ObjectPath::from(path), size };
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata = ArrowReaderMetadata::load_async(&mut reader, options)
+            .await
+            .map_err(|source| BlockError::Parquet { path: path.to_owned(), source })?;
+        let invalid = |message: String| BlockError::Invalid { path: path.to_owned(), message };
+        let version = metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kvs| kvs.iter().find(|kv| kv.key == VERSION_KEY))
+            .and_then(|kv| kv.value.clone())
+            .ok_or_else(|| invalid(format!("no {VERSION_KEY} in the file metadata")))?;
+        if version != BLOCK_VERSION.to_string() {
+            return Err(invalid(format!(
+                "block format version {version}; this build reads version {BLOCK_VERSION}"
+            )));
+        }
+        if metadata.schema().fields() != schema().fields() {
+            return Err(invalid("schema differs from the span block schema".to_owned()));
+        }
+        Ok(Self { path: path.to_owned(), size, metadata, store })
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn rows(&self) -> u64 {
+        u64::try_from(self.metadata.metadata().file_metadata().num_rows()).unwrap_or(0)
+    }
+
+    fn builder(&self) -> ParquetRecordBatchStreamBuilder<BlockReader> {
+        let reader = BlockReader {
+            store: Arc::clone(&self.store),
+            path: ObjectPath::from(self.path.as_str()),
+            size: self.size,
+        };
+        ParquetRecordBatchStreamBuilder::new_with_metadata(reader, self.metadata.clone())
+    }
+
+    /// Every span of `trace_id` in this block, in block order (start time within the trace).
+    pub async fn trace(&self, trace_id: TraceId) -> Result<Vec<Span>, BlockError> {
+        let wanted = *trace_id.as_bytes();
+        let row_groups: Vec<usize> = self
+            .metadata
+            .metadata()
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, rg)| match rg.column(0).statistics() {
+                Some(Statistics::FixedLenByteArray(stats)) => {
+                    match (stats.min_opt(), stats.max_opt()) {
+                        (Some(min), Some(max)) => {
+                            min.data() <= &wanted[..] && &wanted[..] <= max.data()
+                        }
+                        _ => true,
+                    }
+                }
+                _ => true,
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if row_groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let builder = self.builder();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [0]);
+        let predicate = ArrowPredicateFn::new(mask, move |batch: RecordBatch| {
+            let ids = batch.column(0).as_fixed_size_binary();
+            let matches: BooleanArray =
+                ids.iter().map(|id| Some(id == Some(&wanted[..]))).collect();
+            Ok(matches)
+        });
+        let stream = builder
+            .with_row_groups(row_groups)
+            .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
+            .build()
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        self.collect(stream).await
+    }
+
+    /// Every span in the block, in block order.
+    pub async fn all(&self) -> Result<Vec<Span>, BlockError> {
+        let stream = self
+            .builder()
+            .build()
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        self.collect(stream).await
+    }
+
+    async fn collect(
+        &self,
+        stream: ParquetRecordBatchStream<BlockReader>,
+    ) -> Result<Vec<Span>, BlockError> {
+        let batches: Vec<RecordBatch> = stream
+            .try_collect()
+            .await
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        let mut spans = Vec::new();
+        for batch in &batches {
+            from_batch(batch, &mut spans)
+                .map_err(|message| BlockError::Invalid { path: self.path.clone(), message })?;
+        }
+        Ok(spans)
+    }
+}
+
+/// Reads a block's byte ranges from the object store.
+struct BlockReader {
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    size: u64,
+}
+
+fn external(error: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(error))
+}
+
+impl AsyncFileReader for BlockReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move { self.store.get_range(&self.path, range).await.map_err(external) }.boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move { self.store.get_ranges(&self.path, &ranges).await.map_err(external) }.boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let mut reader = ParquetMetaDataReader::new().with_prefetch_hint(Some(64 << 10));
+            if let Some(options) = options {
+                reader = reader
+                    .with_column_index_policy(options.column_index_policy())
+                    .with_offset_index_policy(options.offset_index_policy());
+            }
+            let size = self.size;
+            Ok(Arc::new(reader.load_and_finish(self, size).await?))
+        }
+        .boxed()
+    }
+}
+
+/// Reads attribute list entry `row` of `list`.
+fn read_attributes(list: &ListArray, row: usize) -> Result<Vec<KeyValue>, String> {
+    let offsets = list.value_offsets();
+    let (from, to) = (index(offsets[row]), index(offsets[row + 1]));
+    let values = list.values().as_struct();
+    let key = values.column(0).as_string::<i32>();
+    let kind = values.column(1).as_string::<i32>();
+    let s = values.column(2).as_string::<i32>();
+    let i = values.column(3).as_primitive::<Int64Type>();
+    let d = values.column(4).as_primitive::<Float64Type>();
+    let b = values.column(5).as_boolean();
+    let raw = values.column(6).as_binary::<i32>();
+    let mut out = Vec::with_capacity(to - from);
+    for at in from..to {
+        let missing =
+            || format!("attribute {:?} of type {} has no value", key.value(at), kind.value(at));
+        let value = match kind.value(at) {
+            "string" => AnyValue::String(opt_str(s, at).ok_or_else(missing)?.to_owned()),
+            "int" => AnyValue::Int(if i.is_null(at) { return Err(missing()) } else { i.value(at) }),
+            "double" => {
+                AnyValue::Double(if d.is_null(at) { return Err(missing()) } else { d.value(at) })
+            }
+            "bool" => {
+                AnyValue::Bool(if b.is_null(at) { return Err(missing()) } else { b.value(at) })
+            }
+            "bytes" => AnyValue::Bytes(opt_bytes(raw, at).ok_or_else(missing)?.to_vec()),
+            "array" | "kvlist" => {
+                let bytes = opt_bytes(raw, at).ok_or_else(missing)?;
+                codec::decode_value(bytes)
+                    .map_err(|e| format!("attribute {:?}: {e}", key.value(at)))?
+            }
+            "empty" => AnyValue::Empty,
+            other => return Err(format!("unknown attribute type {other:?}")),
+        };
+        out.push(KeyValue { key: key.value(at).to_owned(), value });
+    }
+    Ok(out)
+}
+
+fn opt_str(array: &StringArray, at: usize) -> Option<&str> {
+    (!array.is_null(at)).then(|| array.value(at))
+}
+
+fn opt_bytes(array: &BinaryArray, at: usize) -> Option<&[u8]> {
+    (!array.is_null(at)).then(|| array.value(at))
+}
+
+fn index(offset: i32) -> usize {
+    usize::try_from(offset).unwrap_or(0)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
+    batch.column_by_name(name).ok_or_else(|| format!("missing column {name}"))
+}
+
+fn trace_id_at(array: &FixedSizeBinaryArray, at: usize) -> Result<TraceId, String> {
+    TraceId::from_slice(array.value(at)).map_err(|e| format!("trace id {e}"))
+}
+
+fn span_id_at(array: &FixedSizeBinaryArray, at: usize) -> Result<SpanId, String> {
+    SpanId::from_slice(array.value(at)).map_err(|e| format!("span id {e}"))
+}
+
+/// Decodes every row of `batch` onto `out`. Rows sharing a resource or scope share one `Arc`
+/// when they follow each other.
+fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
+    let fsb = |name| column(batch, name).map(|c| c.as_fixed_size_binary());
+    let text = |name| column(batch, name).map(|c| c.as_string::<i32>());
+    let u64s = |name| column(batch, name).map(|c| c.as_primitive::<UInt64Type>());
+    let u32s = |name| column(batch, name).map(|c| c.as_primitive::<UInt32Type>());
+    let lists = |name| column(batch, name).map(|c| c.as_list::<i32>());
+    let (trace_id, span_id, parent) = (fsb("trace_id")?, fsb("span_id")?, fsb("parent_span_id")?);
+    let (name, kind, status_code, status_message, trace_state) = (
+        text("name")?,
+        text("kind")?,
+        text("status_code")?,
+        text("status_message")?,
+        text("trace_state")?,
+    );
+    let (start, end, flags) =
+        (u64s("start_time_unix_nano")?, u64s("end_time_unix_nano")?, u32s("flags")?);
+    let attributes = lists("attributes")?;
+    let (dropped_attributes, dropped_events, dropped_links) = (
+        u32s("dropped_attributes_count")?,
+        u32s("dropped_events_count")?,
+        u32s("dropped_links_count")?,
+    );
+    let events = lists("events")?;
+    let links = lists("links")?;
+    let (resource_attributes, resource_dropped, resource_schema) = (
+        lists("resource_attributes")?,
+        u32s("resource_dropped_attributes_count")?,
+        text("resource_schema_url")?,
+    );
+    let (scope_name, scope_version, scope_attributes, scope_dropped, scope_schema) = (
+        text("scope_name")?,
+        text("scope_version")?,
+        lists("scope_attributes")?,
+        u32s("scope_dropped_attributes_count")?,
+        text("scope_schema_url")?,
+    );
+    let event_values = events.values().as_struct();
+    let (event_time, event_name, event_attributes, event_dropped) = (
+        event_values.column(0).as_primitive::<UInt64Type>(),
+        event_values.column(1).as_string::<i32>(),
+        event_values.column(2).as_list::<i32>(),
+        event_values.column(3).as_primitive::<UInt32Type>(),
+    );
+    let link_values = links.values().as_struct();
+    let (link_trace, link_span, link_state, link_attributes, link_dropped, link_flags) = (
+        link_values.column(0).as_fixed_size_binary(),
+        link_values.column(1).as_fixed_size_binary(),
+        link_values.column(2).as_string::<i32>(),
+        link_values.column(3).as_list::<i32>(),
+        link_values.column(4).as_primitive::<UInt32Type>(),
+        link_values.column(5).as_primitive::<UInt32Type>(),
+    );
+
+    let mut last_resource: Option<Arc<Resource>> = None;
+    let mut last_scope: Option<Arc<Scope>> = None;
+    for row in 0..batch.num_rows() {
+        let resource = Resource {
+            attributes: read_attributes(resource_attributes, row)?,
+            dropped_attributes_count: resource_dropped.value(row),
+            schema_url: resource_schema.value(row).to_owned(),
+        };
+        let resource = match &last_resource {
+            Some(last) if **last == resource => Arc::clone(last),
+            _ => Arc::new(resource),
+        };
+        last_resource = Some(Arc::clone(&resource));
+        let scope = Scope {
+            name: scope_name.value(row).to_owned(),
+            version: scope_version.value(row).to_owned(),
+            attributes: read_attributes(scope_attributes, row)?,
+            dropped_attributes_count: scope_dropped.value(row),
+            schema_url: scope_schema.value(row).to_owned(),
+        };
+        let scope = match &last_scope {
+            Some(last) if **last == scope => Arc::clone(last),
+            _ => Arc::new(scope),
+        };
+        last_scope = Some(Arc::clone(&scope));
+        let event_range = range(events, row);
+        let mut span_events = Vec::with_capacity(event_range.len());
+        for at in event_range {
+            span_events.push(Event {
+                time_unix_nano: event_time.value(at),
+                name: event_name.value(at).to_owned(),
+                attributes: read_attributes(event_attributes, at)?,
+                dropped_attributes_count: event_dropped.value(at),
+            });
+        }
+        let link_range = range(links, row);
+        let mut span_links = Vec::with_capacity(link_range.len());
+        for at in link_range {
+            span_links.push(Link {
+                trace_id: trace_id_at(link_trace, at)?,
+                span_id: span_id_at(link_span, at)?,
+                trace_state: link_state.value(at).to_owned(),
+                attributes: read_attributes(link_attributes, at)?,
+                dropped_attributes_count: link_dropped.value(at),
+                flags: link_flags.value(at),
+            });
+        }
+        out.push(Span {
+            trace_id: trace_id_at(trace_id, row)?,
+            span_id: span_id_at(span_id, row)?,
+            parent_span_id: if parent.is_null(row) { None } else { Some(span_id_at(parent, row)?) },
+            trace_state: trace_state.value(row).to_owned(),
+            flags: flags.value(row),
+            name: name.value(row).to_owned(),
+            kind: kind_from(kind.value(row))
+                .ok_or_else(|| format!("unknown span kind {:?}", kind.value(row)))?,
+            start_time_unix_nano: start.value(row),
+            end_time_unix_nano: end.value(row),
+            attributes: read_attributes(attributes, row)?,
+            dropped_attributes_count: dropped_attributes.value(row),
+            events: span_events,
+            dropped_events_count: dropped_events.value(row),
+            links: span_links,
+            dropped_links_count: dropped_links.value(row),
+            status: Status {
+                code: status_from(status_code.value(row))
+                    .ok_or_else(|| format!("unknown status code {:?}", status_code.value(row)))?,
+                message: status_message.value(row).to_owned(),
+            },
+            resource,
+            scope,
+        });
+    }
+    Ok(())
+}
+
+fn range(list: &GenericListArray<i32>, row: usize) -> std::ops::Range<usize> {
+    let offsets = list.value_offsets();
+    index(offsets[row])..index(offsets[row + 1])
+}
