@@ -325,9 +325,19 @@ pub struct IngestStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreStatus {
-    pub traces: u64,
-    pub spans: u64,
-    pub evicted_spans: u64,
+    /// Spans not yet written to a block: in memory, durable in the WAL.
+    pub head_spans: u64,
+    pub blocks: u64,
+    pub block_spans: u64,
+    pub block_bytes: u64,
+    /// Blocks deleted by retention since start.
+    pub deleted_blocks: u64,
+    /// Block reads that failed (a damaged block) since start.
+    pub read_errors: u64,
+    pub wal_segments: u64,
+    pub wal_bytes: u64,
+    /// The last write error (a full disk, a failed fsync), until a write succeeds again.
+    pub last_error: Option<String>,
 }
 
 /// A process as the API shows it (`GET /api/v1/processes/{id}` and listings).

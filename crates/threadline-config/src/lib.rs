@@ -117,16 +117,47 @@ impl Default for Ingest {
     }
 }
 
+/// When the write-ahead log is fsynced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    /// Before every acknowledgement (one fsync per group of batches).
+    Always,
+    /// At most every `fsync_interval_ms`; acknowledged once written to the OS.
+    Interval,
+    /// Left to the OS.
+    Never,
+}
+
+/// Durable storage: the write-ahead log, span blocks and their retention.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
-    /// Spans kept by the in-memory store; the oldest traces are dropped past it.
-    pub memory_max_spans: usize,
+    pub fsync: Fsync,
+    pub fsync_interval_ms: u64,
+    /// A WAL segment is closed once it reaches this size.
+    pub wal_segment_bytes: u64,
+    /// Spans held in memory (and the WAL) before they are written as a block...
+    pub flush_spans: usize,
+    /// ...or the longest they wait for it.
+    pub flush_interval_secs: u64,
+    /// Blocks whose newest span started longer ago are deleted.
+    pub retention_hours: u64,
+    /// When blocks take more bytes than this, the oldest are deleted (0: no limit).
+    pub max_block_bytes: u64,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { memory_max_spans: 2_000_000 }
+        Self {
+            fsync: Fsync::Always,
+            fsync_interval_ms: 200,
+            wal_segment_bytes: 64 << 20,
+            flush_spans: 100_000,
+            flush_interval_secs: 10,
+            retention_hours: 7 * 24,
+            max_block_bytes: 0,
+        }
     }
 }
 
@@ -237,7 +268,7 @@ impl Config {
             ("ingest.max_request_bytes", self.ingest.max_request_bytes),
             ("ingest.max_decompressed_bytes", self.ingest.max_decompressed_bytes),
             ("ingest.max_concurrent_requests", self.ingest.max_concurrent_requests),
-            ("storage.memory_max_spans", self.storage.memory_max_spans),
+            ("storage.flush_spans", self.storage.flush_spans),
             ("engine.max_in_flight", self.engine.max_in_flight),
         ];
         for (name, value) in positive {
@@ -250,6 +281,17 @@ impl Config {
                 "ingest.max_decompressed_bytes ({}) must be at least ingest.max_request_bytes ({})",
                 self.ingest.max_decompressed_bytes, self.ingest.max_request_bytes
             ));
+        }
+        let positive_u64 = [
+            ("storage.fsync_interval_ms", self.storage.fsync_interval_ms),
+            ("storage.wal_segment_bytes", self.storage.wal_segment_bytes),
+            ("storage.flush_interval_secs", self.storage.flush_interval_secs),
+            ("storage.retention_hours", self.storage.retention_hours),
+        ];
+        for (name, value) in positive_u64 {
+            if value == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
         }
         if self.log.level.trim().is_empty() {
             return Err("log.level must not be empty".to_owned());

@@ -25,14 +25,14 @@ use threadline_engine::engine::{ProcessView, Waiting};
 use threadline_engine::event::Event;
 use threadline_ingest::IngestStats;
 use threadline_ingest::queue::QueueMonitor;
-use threadline_storage::SpanStore;
+use threadline_storage::store::Store;
 use tokio::sync::broadcast;
 
 use crate::engine_task::EngineHandle;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    pub store: Arc<dyn SpanStore>,
+    pub store: Arc<Store>,
     pub queue: QueueMonitor,
     pub stats: Arc<IngestStats>,
     pub ready: Arc<AtomicBool>,
@@ -108,9 +108,15 @@ async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
             failed_requests: load(&state.stats.failed_requests),
         },
         store: StoreStatus {
-            traces: store.traces as u64,
-            spans: store.spans as u64,
-            evicted_spans: store.evicted_spans,
+            head_spans: store.head_spans,
+            blocks: store.blocks,
+            block_spans: store.block_spans,
+            block_bytes: store.block_bytes,
+            deleted_blocks: store.deleted_blocks,
+            read_errors: store.read_errors,
+            wal_segments: store.wal_segments,
+            wal_bytes: store.wal_bytes,
+            last_error: store.last_error,
         },
         engine: EngineStatus {
             processes: engine.processes as u64,
@@ -123,7 +129,7 @@ async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
 }
 
 async fn services(State(state): State<ApiState>) -> Result<Json<ServicesResponse>, ApiError> {
-    let services = state.store.services().map_err(|e| ApiError::internal(&e))?;
+    let services = state.store.services();
     Ok(Json(ServicesResponse { services }))
 }
 
@@ -144,7 +150,7 @@ async fn trace(
     Path(trace_id): Path<String>,
 ) -> Result<Json<TraceResponse>, ApiError> {
     let id = parse_id("trace_id", &trace_id)?;
-    let spans = state.store.trace(id).map_err(|e| ApiError::internal(&e))?;
+    let spans = state.store.trace(id).await.map_err(|e| ApiError::internal(&e))?;
     if spans.is_empty() {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -231,7 +237,7 @@ async fn process(
     };
     let mut spans = Vec::new();
     for trace_id in &view.traces {
-        spans.extend(state.store.trace(*trace_id).map_err(|e| ApiError::internal(&e))?);
+        spans.extend(state.store.trace(*trace_id).await.map_err(|e| ApiError::internal(&e))?);
     }
     spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
     let critical_path = critical_path(&spans).iter().map(segment_view).collect();

@@ -18,9 +18,8 @@ use std::time::Duration;
 
 use threadline_config::Config;
 use threadline_ingest::{IngestLimits, IngestStats, Receivers};
-use threadline_storage::SpanStore;
-use threadline_storage::data_dir::DataDir;
-use threadline_storage::memory::MemoryStore;
+use threadline_storage::store::{Store, StoreOptions};
+use threadline_storage::wal::{FsyncPolicy, WalOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -69,21 +68,36 @@ pub struct Server {
     ingest_tasks: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     api_stop: CancellationToken,
     api_task: JoinHandle<Result<(), String>>,
-    pipeline: JoinHandle<u64>,
+    pipeline: std::thread::JoinHandle<u64>,
+    maintenance: JoinHandle<()>,
+    maintenance_stop: CancellationToken,
     engine_threads: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<IngestStats>,
     ready: Arc<AtomicBool>,
-    _data_dir: DataDir,
+    store: Arc<Store>,
 }
 
 impl Server {
-    /// Opens the data directory, binds every listener and starts serving.
+    /// Opens the data directory (replaying what the WAL holds), binds every listener and
+    /// starts serving.
     pub async fn start(
         config: &Config,
         data_dir: &Path,
         specs: &threadline_config::spec::SpecFile,
     ) -> Result<Self, ServerError> {
-        let data_dir = DataDir::open(data_dir)?;
+        let (store, opened) = Store::open(data_dir, store_options(&config.storage)).await?;
+        let store = Arc::new(store);
+        tracing::info!(
+            replayed_records = opened.replayed_records,
+            replayed_spans = opened.replayed_spans,
+            wal_damage = opened.wal_damage.len(),
+            unreadable_blocks = opened.unreadable_blocks.len(),
+            index_rebuilt_blocks = opened.rebuilt_blocks,
+            "storage opened"
+        );
+        if let Some(problem) = &opened.index_problem {
+            tracing::warn!(problem = %problem, "the index was rebuilt");
+        }
         let listen = &config.listen;
         let otlp_grpc = bind("otlp_grpc", listen.otlp_grpc).await?;
         let otlp_http = bind("otlp_http", listen.otlp_http).await?;
@@ -96,7 +110,6 @@ impl Server {
             api: local_addr(&api, "api", listen.api)?,
         };
 
-        let store: Arc<dyn SpanStore> = Arc::new(MemoryStore::new(config.storage.memory_max_spans));
         let retry_after = Duration::from_secs(u64::from(config.ingest.retry_after_secs));
         let (queue, queue_rx) =
             threadline_ingest::queue::span_queue(config.ingest.queue_capacity_spans, retry_after);
@@ -116,7 +129,20 @@ impl Server {
         let (engine, engine_threads) =
             engine_task::spawn(engine_config(&config.engine), specs.processes.clone(), shards)
                 .map_err(ServerError::Runtime)?;
-        let pipeline = tokio::spawn(pipeline::run(queue_rx, Arc::clone(&store), engine.clone()));
+        // What the WAL held goes to the engine before anything new.
+        for batch in opened.replayed {
+            engine.feed(Arc::new(batch)).await;
+        }
+        let pipeline = {
+            let (store, engine) = (Arc::clone(&store), engine.clone());
+            let runtime = tokio::runtime::Handle::current();
+            std::thread::Builder::new()
+                .name("threadline-pipeline".into())
+                .spawn(move || pipeline::run(queue_rx, store, engine, runtime))
+                .map_err(ServerError::Runtime)?
+        };
+        let maintenance_stop = CancellationToken::new();
+        let maintenance = tokio::spawn(maintain(Arc::clone(&store), maintenance_stop.clone()));
 
         let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
@@ -152,7 +178,7 @@ impl Server {
             serve_http(zipkin, threadline_ingest::http::zipkin_router(receivers), shutdown.clone()),
         ));
         let api_state = api::ApiState {
-            store,
+            store: Arc::clone(&store),
             queue: queue_monitor,
             stats: Arc::clone(&stats),
             ready: Arc::clone(&ready),
@@ -177,7 +203,7 @@ impl Server {
         ] {
             tracing::info!(listener, %addr, "listening");
         }
-        tracing::info!(data_dir = %data_dir.path().display(), engine_shards = shards, "threadline is ready");
+        tracing::info!(data_dir = %data_dir.display(), engine_shards = shards, "threadline is ready");
         Ok(Self {
             addresses,
             shutdown,
@@ -185,10 +211,12 @@ impl Server {
             api_stop,
             api_task,
             pipeline,
+            maintenance,
+            maintenance_stop,
             engine_threads,
             stats,
             ready,
-            _data_dir: data_dir,
+            store,
         })
     }
 
@@ -218,7 +246,15 @@ impl Server {
             }
         }
         // Every sender is gone with the ingest listeners, so the pipeline ends once drained.
-        let drained_batches = self.pipeline.await.unwrap_or(0);
+        let pipeline = self.pipeline;
+        let drained_batches =
+            tokio::task::spawn_blocking(move || pipeline.join().unwrap_or(0)).await.unwrap_or(0);
+        self.maintenance_stop.cancel();
+        let _ = self.maintenance.await;
+        // Everything is in the WAL already; a last block makes the next start quicker.
+        if let Err(e) = self.store.flush().await {
+            tracing::warn!(error = %threadline_core::error::chain(&e), "writing the last block failed; the WAL keeps it");
+        }
         self.api_stop.cancel();
         if let Ok(Err(message)) = self.api_task.await {
             failure = Some(ServerError::Serve { listener: "api", message });
@@ -241,6 +277,64 @@ impl Server {
         match failure {
             Some(e) => Err(e),
             None => Ok(report),
+        }
+    }
+}
+
+/// The store's settings from the `[storage]` section of the config.
+fn store_options(storage: &threadline_config::Storage) -> StoreOptions {
+    use threadline_config::Fsync;
+    StoreOptions {
+        wal: WalOptions {
+            segment_bytes: storage.wal_segment_bytes,
+            fsync: match storage.fsync {
+                Fsync::Always => FsyncPolicy::Always,
+                Fsync::Interval => {
+                    FsyncPolicy::Interval(Duration::from_millis(storage.fsync_interval_ms))
+                }
+                Fsync::Never => FsyncPolicy::Never,
+            },
+        },
+        blocks: None,
+        flush_spans: storage.flush_spans,
+        flush_interval: Duration::from_secs(storage.flush_interval_secs),
+        retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
+        max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
+    }
+}
+
+/// Background upkeep of the store: writes the head as a block when due, fsyncs the WAL on
+/// the interval policy, and applies retention once a minute. Failures are logged and
+/// retried on the next tick; none of this blocks ingest.
+async fn maintain(store: Arc<Store>, stop: CancellationToken) {
+    const TICK: Duration = Duration::from_millis(100);
+    const RETENTION_EVERY: Duration = Duration::from_secs(60);
+    let mut last_retention = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(TICK) => {}
+        }
+        if let Err(e) = store.sync_wal_if_due() {
+            tracing::error!(error = %threadline_core::error::chain(&e), "WAL fsync failed");
+        }
+        if store.flush_due()
+            && let Err(e) = store.flush().await
+        {
+            tracing::error!(error = %threadline_core::error::chain(&e), "writing a block failed; retrying");
+        }
+        if last_retention.elapsed() >= RETENTION_EVERY {
+            last_retention = tokio::time::Instant::now();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+            match store.enforce_retention(now).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(blocks = deleted, "retention deleted blocks"),
+                Err(e) => {
+                    tracing::error!(error = %threadline_core::error::chain(&e), "retention failed");
+                }
+            }
         }
     }
 }

@@ -1,30 +1,54 @@
-//! The stage behind the ingest queue: takes each accepted batch into the store, acknowledges
-//! it to the waiting receiver, then feeds it to the process engine.
+//! The stage behind the ingest queue, on a thread of its own because it waits on the disk:
+//! takes every batch queued at that moment as one group, makes the group durable with one
+//! WAL commit, acknowledges each batch to its waiting receiver, then feeds the batches to
+//! the process engine. A failed commit acknowledges nothing (the receivers answer 503) and
+//! keeps nothing, so a client never hears "accepted" for spans that were not kept.
 
 use std::sync::Arc;
 
-use threadline_ingest::queue::QueueReceiver;
-use threadline_storage::SpanStore;
+use threadline_ingest::queue::{Delivery, QueueReceiver};
+use threadline_storage::store::Store;
+use tokio::runtime::Handle;
 
 use crate::engine_task::EngineHandle;
 
+/// A group stops growing at this many spans, so one commit stays short.
+const MAX_GROUP_SPANS: usize = 64 * 1024;
+
 /// Runs until every queue sender is gone and the queue is empty; returns the batches handled.
-pub async fn run(mut queue: QueueReceiver, store: Arc<dyn SpanStore>, engine: EngineHandle) -> u64 {
+pub fn run(
+    mut queue: QueueReceiver,
+    store: Arc<Store>,
+    engine: EngineHandle,
+    runtime: Handle,
+) -> u64 {
     let mut batches = 0u64;
-    while let Some(mut delivery) = queue.recv().await {
-        let spans = delivery.take_spans();
-        let result = store.append(&spans).map_err(|e| {
+    while let Some(first) = runtime.block_on(queue.recv()) {
+        let mut group_spans = first.len();
+        let mut group: Vec<Delivery> = vec![first];
+        while group_spans < MAX_GROUP_SPANS {
+            let Some(next) = queue.try_recv() else { break };
+            group_spans += next.len();
+            group.push(next);
+        }
+        let spans: Vec<Vec<_>> = group.iter_mut().map(Delivery::take_spans).collect();
+        let refs: Vec<&[_]> = spans.iter().map(Vec::as_slice).collect();
+        let result = store.append(&refs).map_err(|e| {
             let message = threadline_core::error::chain(&e);
-            tracing::error!(error = %message, "storing a batch failed");
+            tracing::error!(error = %message, batches = group.len(), "storing a group of batches failed; refused with 503");
             message
         });
         let stored = result.is_ok();
-        delivery.complete(result);
-        if stored {
-            // Waits when the engine is behind, which in turn fills the ingest queue.
-            engine.feed(Arc::new(spans)).await;
+        batches += group.len() as u64;
+        for delivery in group {
+            delivery.complete(result.clone());
         }
-        batches += 1;
+        if stored {
+            for batch in spans {
+                // Waits when the engine is behind, which in turn fills the ingest queue.
+                runtime.block_on(engine.feed(Arc::new(batch)));
+            }
+        }
     }
     batches
 }

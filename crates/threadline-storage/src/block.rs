@@ -603,6 +603,32 @@ impl OpenBlock {
         self.collect(stream).await
     }
 
+    /// The distinct trace ids in the block, read from its `trace_id` column alone.
+    pub async fn trace_ids(&self) -> Result<Vec<TraceId>, BlockError> {
+        let builder = self.builder();
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [0]);
+        let stream = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        let batches: Vec<RecordBatch> = stream
+            .try_collect()
+            .await
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        let mut ids: Vec<TraceId> = Vec::new();
+        for batch in &batches {
+            let column = batch.column(0).as_fixed_size_binary();
+            for at in 0..column.len() {
+                let id = trace_id_at(column, at)
+                    .map_err(|message| BlockError::Invalid { path: self.path.clone(), message })?;
+                if ids.last() != Some(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// Every span in the block, in block order.
     pub async fn all(&self) -> Result<Vec<Span>, BlockError> {
         let stream = self

@@ -1,15 +1,12 @@
-//! Where spans are kept and read back. [`SpanStore`] is the seam the rest of Threadline
-//! codes against; [`memory::MemoryStore`] keeps spans in memory per trace (durable storage
-//! replaces it behind the same trait). [`data_dir::DataDir`] owns the data directory.
+//! Where spans are kept and read back: [`store::Store`] over one data directory, built from
+//! the write-ahead log ([`wal`], records in the [`codec`] encoding), Parquet span blocks
+//! ([`block`]) in an object store, and an index. [`data_dir::DataDir`] owns the directory.
 
 pub mod block;
 pub mod codec;
 pub mod data_dir;
-pub mod memory;
+pub mod store;
 pub mod wal;
-
-use threadline_core::id::TraceId;
-use threadline_core::span::Span;
 
 /// A storage failure: what was being done, and the underlying cause.
 #[derive(Debug, thiserror::Error)]
@@ -22,28 +19,31 @@ pub enum StoreError {
     },
     #[error("data directory {path} is in use by another threadline process")]
     Locked { path: String },
+    #[error("write-ahead log: {0}")]
+    Wal(#[source] wal::WalError),
+    #[error("span block: {0}")]
+    Block(#[source] block::BlockError),
+    #[error("index, {context}: {message}")]
+    Index { context: String, message: String },
+    #[error("{message}")]
+    Corrupt { message: String },
 }
 
 /// Counts a store reports about itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StoreStats {
-    pub traces: usize,
-    pub spans: usize,
-    /// Spans dropped to stay within the store's limits since start.
-    pub evicted_spans: u64,
-}
-
-/// Keeps spans and reads them back by trace. Implementations are shared between the
-/// ingest pipeline (writes) and the API (reads), so they synchronise internally.
-pub trait SpanStore: Send + Sync + std::fmt::Debug {
-    /// Stores a batch. Once this returns `Ok`, every span of it is readable.
-    fn append(&self, spans: &[Span]) -> Result<(), StoreError>;
-
-    /// Every stored span of a trace, ordered by start time; empty when the trace is unknown.
-    fn trace(&self, trace_id: TraceId) -> Result<Vec<Span>, StoreError>;
-
-    /// Names of every service seen, sorted.
-    fn services(&self) -> Result<Vec<String>, StoreError>;
-
-    fn stats(&self) -> StoreStats;
+    /// Spans not yet in a block (readable from memory, durable in the WAL).
+    pub head_spans: u64,
+    pub head_traces: u64,
+    pub blocks: u64,
+    pub block_spans: u64,
+    pub block_bytes: u64,
+    /// Blocks deleted by retention since start.
+    pub deleted_blocks: u64,
+    /// Block reads that failed (damaged blocks) since start.
+    pub read_errors: u64,
+    pub wal_segments: u64,
+    pub wal_bytes: u64,
+    /// The last write error, cleared by the next successful write.
+    pub last_error: Option<String>,
 }

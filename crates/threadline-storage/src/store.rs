@@ -1,0 +1,710 @@
+//! The durable span store: the WAL, an in-memory head of recent spans, and immutable Parquet
+//! blocks in an object store, with an index from trace id to the blocks holding it.
+//!
+//! Write path: [`Store::append`] writes a group of batches to the WAL as one commit (fsynced
+//! per policy) and then into the head, where they are readable at once. [`Store::flush`]
+//! freezes the head, writes it as one block, records the block and its traces in the index,
+//! and only then drops the frozen head and the WAL segments it covered. A span is therefore
+//! always readable from the head, a frozen head or a block, and after a crash it is in a
+//! block or in the WAL (replayed into the head on open).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStore;
+use object_store::ObjectStoreExt as _;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use parking_lot::{Mutex, RwLock};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use threadline_core::id::TraceId;
+use threadline_core::span::Span;
+
+use crate::block::{self, BlockError, OpenBlock};
+use crate::codec;
+use crate::data_dir::DataDir;
+use crate::wal::{Damage, Wal, WalError, WalOptions};
+use crate::{StoreError, StoreStats};
+
+/// Index format version, kept in the index's metadata table.
+pub const INDEX_VERSION: u64 = 1;
+
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Block id → (spans, bytes, min start, max start).
+const BLOCKS: TableDefinition<'_, u64, (u64, u64, u64, u64)> = TableDefinition::new("blocks");
+/// Trace id (16 bytes) then block id (8 bytes, big-endian) → nothing.
+const TRACE_BLOCKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("trace_blocks");
+const SERVICES: TableDefinition<'_, &str, ()> = TableDefinition::new("services");
+
+const META_VERSION: &str = "format_version";
+const META_FLUSHED_SEQ: &str = "flushed_seq";
+const META_NEXT_BLOCK: &str = "next_block_id";
+
+/// How the store behaves; every field has a documented default.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub wal: WalOptions,
+    /// Where blocks go: `None` for `<data dir>/blocks`, or an object store (an `s3://` URL
+    /// opened by the caller).
+    pub blocks: Option<Arc<dyn ObjectStore>>,
+    /// The head is written as a block once it holds this many spans...
+    pub flush_spans: usize,
+    /// ...or once its oldest span has waited this long.
+    pub flush_interval: Duration,
+    /// Blocks whose newest span started longer ago than this are deleted.
+    pub retention: Duration,
+    /// When blocks take more bytes than this, the oldest are deleted.
+    pub max_block_bytes: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            blocks: None,
+            flush_spans: 100_000,
+            flush_interval: Duration::from_secs(10),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_block_bytes: None,
+        }
+    }
+}
+
+/// What opening the store found and did.
+#[derive(Debug, Default, Clone)]
+pub struct Opened {
+    /// WAL records replayed into the head (written after the last block).
+    pub replayed_records: u64,
+    pub replayed_spans: u64,
+    /// WAL damage found and cut off.
+    pub wal_damage: Vec<Damage>,
+    /// WAL records replayed, in order, for the caller to feed onward (the engine).
+    pub replayed: Vec<Vec<Span>>,
+    /// Blocks listed in the index but unreadable: reported and left out of reads.
+    pub unreadable_blocks: Vec<String>,
+    /// Why the index was rebuilt (missing or damaged), if it was.
+    pub index_problem: Option<String>,
+    /// Blocks found and indexed again when the index was rebuilt.
+    pub rebuilt_blocks: usize,
+}
+
+/// Spans not yet in a block, grouped by trace.
+#[derive(Debug, Default)]
+struct Head {
+    traces: HashMap<TraceId, Vec<Span>>,
+    spans: usize,
+    last_seq: u64,
+    opened: Option<Instant>,
+}
+
+impl Head {
+    fn insert(&mut self, spans: &[Span], seq: u64) {
+        for span in spans {
+            self.traces.entry(span.trace_id).or_default().push(span.clone());
+        }
+        self.spans += spans.len();
+        self.last_seq = seq;
+        self.opened.get_or_insert_with(Instant::now);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Heads {
+    active: Head,
+    /// Heads being written as blocks, oldest first; readable until their block is indexed.
+    frozen: Vec<Arc<Head>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Counters {
+    spans_in_blocks: u64,
+    block_bytes: u64,
+    deleted_blocks: u64,
+    read_errors: u64,
+    last_error: Option<String>,
+}
+
+/// The durable store of one data directory.
+#[derive(Debug)]
+pub struct Store {
+    _dir: DataDir,
+    options: StoreOptions,
+    wal: Mutex<Wal>,
+    heads: RwLock<Heads>,
+    index: Database,
+    objects: Arc<dyn ObjectStore>,
+    blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
+    services: RwLock<BTreeSet<String>>,
+    counters: Mutex<Counters>,
+    /// One flush or retention pass at a time.
+    maintenance: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct BlockEntry {
+    block: OpenBlock,
+    spans: u64,
+    bytes: u64,
+    max_start: u64,
+}
+
+fn index_err(context: &str) -> impl FnOnce(redb::Error) -> StoreError + '_ {
+    move |e| StoreError::Index { context: context.to_owned(), message: e.to_string() }
+}
+
+/// Shorthand: anything redb returns converts into `redb::Error`.
+fn idx<T, E: Into<redb::Error>>(result: Result<T, E>, context: &str) -> Result<T, StoreError> {
+    result.map_err(|e| index_err(context)(e.into()))
+}
+
+fn block_path(id: u64) -> String {
+    format!("spans/{id:020}.parquet")
+}
+
+fn trace_key(trace_id: TraceId, block: u64) -> [u8; 24] {
+    let mut key = [0u8; 24];
+    key[..16].copy_from_slice(trace_id.as_bytes());
+    key[16..].copy_from_slice(&block.to_be_bytes());
+    key
+}
+
+impl Store {
+    /// Opens (or creates) the store in `path`: locks the directory, opens the index and the
+    /// blocks it lists, and replays the WAL written after the last block into the head.
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<(Self, Opened), StoreError> {
+        let dir = DataDir::open(path)?;
+        let index_dir = path.join("index");
+        std::fs::create_dir_all(&index_dir).map_err(|source| StoreError::Io {
+            context: format!("creating {}", index_dir.display()),
+            source,
+        })?;
+        let index_path = index_dir.join("threadline.redb");
+        let mut opened = Opened::default();
+        let index_missing = !index_path.exists();
+        let index = match Database::create(&index_path) {
+            Ok(index) => index,
+            Err(e) => {
+                // A damaged index is set aside and rebuilt from the blocks themselves.
+                let aside = index_dir.join(format!("threadline.redb.damaged-{}", unix_now_nanos()));
+                tracing::error!(index = %index_path.display(), error = %e, aside = %aside.display(),
+                    "the index cannot be opened; it is set aside and rebuilt from the blocks");
+                std::fs::rename(&index_path, &aside).map_err(|source| StoreError::Io {
+                    context: format!("setting aside damaged index {}", index_path.display()),
+                    source,
+                })?;
+                opened.index_problem = Some(format!("{}: {e}", index_path.display()));
+                idx(Database::create(&index_path), "creating the index")?
+            }
+        };
+        if index_missing {
+            opened
+                .index_problem
+                .get_or_insert_with(|| format!("{} is missing", index_path.display()));
+        }
+
+        let objects: Arc<dyn ObjectStore> = match &options.blocks {
+            Some(store) => Arc::clone(store),
+            None => {
+                let blocks_dir = path.join("blocks");
+                std::fs::create_dir_all(&blocks_dir).map_err(|source| StoreError::Io {
+                    context: format!("creating {}", blocks_dir.display()),
+                    source,
+                })?;
+                Arc::new(LocalFileSystem::new_with_prefix(&blocks_dir).map_err(|e| {
+                    StoreError::Block(BlockError::Store {
+                        path: blocks_dir.display().to_string(),
+                        source: e,
+                    })
+                })?)
+            }
+        };
+
+        if opened.index_problem.is_some() {
+            opened.rebuilt_blocks = rebuild_index(&index, &objects).await?;
+            if opened.rebuilt_blocks > 0 {
+                tracing::warn!(blocks = opened.rebuilt_blocks, "index rebuilt from the blocks");
+            } else if index_missing {
+                // A new data directory: nothing was lost.
+                opened.index_problem = None;
+            }
+        }
+        let (flushed_seq, block_rows, services) = read_index_state(&index, &index_path)?;
+        let mut blocks = HashMap::new();
+        let mut counters = Counters::default();
+        for (id, (spans, bytes, _min, max_start)) in block_rows {
+            let path = block_path(id);
+            match OpenBlock::open(Arc::clone(&objects), &path, bytes).await {
+                Ok(block) => {
+                    counters.spans_in_blocks += spans;
+                    counters.block_bytes += bytes;
+                    blocks.insert(id, Arc::new(BlockEntry { block, spans, bytes, max_start }));
+                }
+                Err(e) => {
+                    let message = threadline_core::error::chain(&e);
+                    tracing::error!(block = %path, error = %message, "a block cannot be read; it is left out of reads");
+                    opened.unreadable_blocks.push(message);
+                }
+            }
+        }
+
+        let mut heads = Heads::default();
+        let mut replayed = Vec::new();
+        let mut damage_error = None;
+        let wal_dir: PathBuf = path.join("wal");
+        let (wal, recovery) = Wal::open(&wal_dir, options.wal, flushed_seq, |seq, payload| {
+            match codec::decode_batch(payload) {
+                Ok(spans) => {
+                    heads.active.insert(&spans, seq);
+                    opened.replayed_spans += spans.len() as u64;
+                    replayed.push(spans);
+                }
+                // The checksum matched, so this is a record of another version: stop loudly
+                // rather than drop it.
+                Err(e) => damage_error = Some(format!("WAL record {seq}: {e}")),
+            }
+        })?;
+        if let Some(message) = damage_error {
+            return Err(StoreError::Corrupt { message });
+        }
+        for damage in &recovery.damage {
+            tracing::warn!(segment = %damage.segment, offset = damage.offset, bytes = damage.bytes,
+                reason = damage.reason, truncated = damage.truncated, "WAL damage found and cut off");
+        }
+        opened.replayed_records = replayed.len() as u64;
+        opened.replayed = replayed;
+        opened.wal_damage = recovery.damage;
+        let mut service_set: BTreeSet<String> = services.into_iter().collect();
+        for spans in heads.active.traces.values() {
+            for span in spans {
+                if !service_set.contains(span.service_name()) {
+                    service_set.insert(span.service_name().to_owned());
+                }
+            }
+        }
+        let store = Self {
+            _dir: dir,
+            options,
+            wal: Mutex::new(wal),
+            heads: RwLock::new(heads),
+            index,
+            objects,
+            blocks: RwLock::new(blocks),
+            services: RwLock::new(service_set),
+            counters: Mutex::new(counters),
+            maintenance: tokio::sync::Mutex::new(()),
+        };
+        Ok((store, opened))
+    }
+
+    /// Makes a group of batches durable (one WAL commit) and readable. Blocking: call it from
+    /// a thread that may wait on the disk. On error nothing of the group is kept.
+    pub fn append(&self, batches: &[&[Span]]) -> Result<(), StoreError> {
+        let mut wal = self.wal.lock();
+        let mut payload = Vec::new();
+        let mut seqs = Vec::with_capacity(batches.len());
+        for spans in batches {
+            payload.clear();
+            codec::encode_batch(spans, &mut payload);
+            seqs.push(wal.append(&payload));
+        }
+        if let Err(e) = wal.commit() {
+            let error = StoreError::from(e);
+            self.counters.lock().last_error = Some(threadline_core::error::chain(&error));
+            return Err(error);
+        }
+        let mut new_services = Vec::new();
+        {
+            let mut heads = self.heads.write();
+            for (spans, seq) in batches.iter().zip(seqs) {
+                heads.active.insert(spans, seq);
+            }
+        }
+        {
+            let known = self.services.read();
+            for spans in batches {
+                for span in *spans {
+                    let name = span.service_name();
+                    if !known.contains(name) && !new_services.iter().any(|s: &String| s == name) {
+                        new_services.push(name.to_owned());
+                    }
+                }
+            }
+        }
+        if !new_services.is_empty() {
+            self.services.write().extend(new_services);
+        }
+        self.counters.lock().last_error = None;
+        Ok(())
+    }
+
+    /// Fsyncs the WAL when the interval policy says it is time; for a periodic caller.
+    pub fn sync_wal_if_due(&self) -> Result<(), StoreError> {
+        Ok(self.wal.lock().sync_if_due()?)
+    }
+
+    /// True when the head is big or old enough to be written as a block.
+    pub fn flush_due(&self) -> bool {
+        let heads = self.heads.read();
+        heads.active.spans >= self.options.flush_spans
+            || heads.active.opened.is_some_and(|t| t.elapsed() >= self.options.flush_interval)
+    }
+
+    /// Writes the head as a block (if it holds spans), indexes it, and releases the WAL
+    /// segments it covered. Returns the spans written.
+    pub async fn flush(&self) -> Result<u64, StoreError> {
+        let _guard = self.maintenance.lock().await;
+        let frozen = {
+            let mut wal = self.wal.lock();
+            let mut heads = self.heads.write();
+            if heads.active.spans == 0 {
+                return Ok(0);
+            }
+            wal.seal()?;
+            let head = Arc::new(std::mem::take(&mut heads.active));
+            heads.frozen.push(Arc::clone(&head));
+            head
+        };
+        let result = self.write_block(&frozen).await;
+        if let Err(e) = &result {
+            // The frozen head stays readable and in the WAL; the next flush retries it.
+            self.counters.lock().last_error = Some(threadline_core::error::chain(e));
+            return result;
+        }
+        {
+            let mut heads = self.heads.write();
+            heads.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
+        }
+        self.wal.lock().remove_through(frozen.last_seq)?;
+        result
+    }
+
+    async fn write_block(&self, head: &Arc<Head>) -> Result<u64, StoreError> {
+        let id = {
+            let read = idx(self.index.begin_read(), "reading the index")?;
+            let meta = idx(read.open_table(META), "reading index metadata")?;
+            idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value())
+        };
+        let path = block_path(id);
+        let mut spans: Vec<Span> = head.traces.values().flatten().cloned().collect();
+        let (bytes, spans) = tokio::task::spawn_blocking(move || {
+            block::encode(&mut spans).map(|bytes| (bytes, spans))
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt { message: format!("block encoder stopped: {e}") })??;
+        let size = bytes.len() as u64;
+        self.objects.put(&ObjectPath::from(path.as_str()), bytes.into()).await.map_err(
+            |source| StoreError::Block(BlockError::Store { path: path.clone(), source }),
+        )?;
+        let block = OpenBlock::open(Arc::clone(&self.objects), &path, size).await?;
+        let min_start = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
+        let max_start = spans.iter().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
+        let count = spans.len() as u64;
+        let services = self.services.read().clone();
+        let write = async {
+            let mut tx = idx(self.index.begin_write(), "writing the index")?;
+            tx.set_durability(redb::Durability::Immediate).map_err(|e| StoreError::Index {
+                context: "writing the index".into(),
+                message: e.to_string(),
+            })?;
+            {
+                let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
+                idx(
+                    blocks.insert(id, (count, size, min_start, max_start)),
+                    "writing the block list",
+                )?;
+                let mut traces = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
+                for trace_id in head.traces.keys() {
+                    idx(
+                        traces.insert(&trace_key(*trace_id, id)[..], ()),
+                        "writing the trace index",
+                    )?;
+                }
+                let mut table = idx(tx.open_table(SERVICES), "writing services")?;
+                for service in &services {
+                    idx(table.insert(service.as_str(), ()), "writing services")?;
+                }
+                let mut meta = idx(tx.open_table(META), "writing index metadata")?;
+                idx(meta.insert(META_NEXT_BLOCK, id + 1), "writing index metadata")?;
+                idx(meta.insert(META_FLUSHED_SEQ, head.last_seq), "writing index metadata")?;
+            }
+            idx(tx.commit(), "committing the index")
+        };
+        if let Err(e) = write.await {
+            // Not indexed: the object is an orphan; remove it so a retry starts clean.
+            let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
+            return Err(e);
+        }
+        self.blocks
+            .write()
+            .insert(id, Arc::new(BlockEntry { block, spans: count, bytes: size, max_start }));
+        let mut counters = self.counters.lock();
+        counters.spans_in_blocks += count;
+        counters.block_bytes += size;
+        Ok(count)
+    }
+
+    /// Deletes blocks past the retention age (by their newest span's start, against
+    /// `now_unix_nano`) and, over the size limit, the oldest blocks. Returns blocks deleted.
+    pub async fn enforce_retention(&self, now_unix_nano: u64) -> Result<usize, StoreError> {
+        let _guard = self.maintenance.lock().await;
+        let cutoff = now_unix_nano
+            .saturating_sub(u64::try_from(self.options.retention.as_nanos()).unwrap_or(u64::MAX));
+        let mut doomed: Vec<(u64, Arc<BlockEntry>)> = {
+            let blocks = self.blocks.read();
+            let mut all: Vec<_> = blocks.iter().map(|(id, b)| (*id, Arc::clone(b))).collect();
+            all.sort_by_key(|(_, b)| b.max_start);
+            let mut total: u64 = all.iter().map(|(_, b)| b.bytes).sum();
+            let mut doomed = Vec::new();
+            for (id, entry) in all {
+                let over_size = self.options.max_block_bytes.is_some_and(|max| total > max);
+                if entry.max_start < cutoff || over_size {
+                    total -= entry.bytes;
+                    doomed.push((id, entry));
+                }
+            }
+            doomed
+        };
+        for (id, entry) in &mut doomed {
+            let traces: Vec<TraceId> = entry.block.trace_ids().await?;
+            {
+                let tx = idx(self.index.begin_write(), "writing the index")?;
+                {
+                    let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
+                    idx(blocks.remove(*id), "writing the block list")?;
+                    let mut table = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
+                    for trace_id in traces {
+                        idx(
+                            table.remove(&trace_key(trace_id, *id)[..]),
+                            "writing the trace index",
+                        )?;
+                    }
+                }
+                idx(tx.commit(), "committing the index")?;
+            }
+            self.blocks.write().remove(id);
+            let path = block_path(*id);
+            if let Err(e) = self.objects.delete(&ObjectPath::from(path.as_str())).await {
+                tracing::warn!(block = %path, error = %e, "deleting an expired block failed; it is no longer read");
+            }
+            let mut counters = self.counters.lock();
+            counters.spans_in_blocks -= entry.spans;
+            counters.block_bytes -= entry.bytes;
+            counters.deleted_blocks += 1;
+        }
+        Ok(doomed.len())
+    }
+
+    /// Every stored span of a trace, ordered by start time; empty when the trace is unknown.
+    pub async fn trace(&self, trace_id: TraceId) -> Result<Vec<Span>, StoreError> {
+        let mut spans = Vec::new();
+        {
+            let heads = self.heads.read();
+            for head in heads.frozen.iter().map(|h| &**h).chain([&heads.active]) {
+                if let Some(found) = head.traces.get(&trace_id) {
+                    spans.extend(found.iter().cloned());
+                }
+            }
+        }
+        let block_ids: Vec<u64> = {
+            let read = idx(self.index.begin_read(), "reading the index")?;
+            let table = idx(read.open_table(TRACE_BLOCKS), "reading the trace index")?;
+            let from = trace_key(trace_id, 0);
+            let to = trace_key(trace_id, u64::MAX);
+            let mut ids = Vec::new();
+            for entry in idx(table.range(&from[..]..=&to[..]), "reading the trace index")? {
+                let (key, _) = idx(entry, "reading the trace index")?;
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&key.value()[16..]);
+                ids.push(u64::from_be_bytes(id));
+            }
+            ids
+        };
+        let entries: Vec<Arc<BlockEntry>> = {
+            let blocks = self.blocks.read();
+            block_ids.iter().filter_map(|id| blocks.get(id).cloned()).collect()
+        };
+        for entry in entries {
+            match entry.block.trace(trace_id).await {
+                Ok(found) => spans.extend(found),
+                // One damaged block costs only its own spans: the rest of the trace is read.
+                Err(e) => {
+                    let message = threadline_core::error::chain(&e);
+                    tracing::error!(error = %message, "reading a trace from a block failed");
+                    self.counters.lock().read_errors += 1;
+                }
+            }
+        }
+        spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id, s.end_time_unix_nano));
+        // A span can be seen twice while its head is being indexed as a block.
+        spans.dedup_by(|a, b| a == b);
+        Ok(spans)
+    }
+
+    /// Names of every service seen, sorted.
+    pub fn services(&self) -> Vec<String> {
+        self.services.read().iter().cloned().collect()
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let (head_spans, head_traces) = {
+            let heads = self.heads.read();
+            let spans = heads.active.spans + heads.frozen.iter().map(|h| h.spans).sum::<usize>();
+            (spans as u64, heads.active.traces.len() as u64)
+        };
+        let (wal_segments, wal_bytes) = self.wal.lock().disk_usage();
+        let counters = self.counters.lock().clone();
+        StoreStats {
+            head_spans,
+            head_traces,
+            blocks: self.blocks.read().len() as u64,
+            block_spans: counters.spans_in_blocks,
+            block_bytes: counters.block_bytes,
+            deleted_blocks: counters.deleted_blocks,
+            read_errors: counters.read_errors,
+            wal_segments: wal_segments as u64,
+            wal_bytes,
+            last_error: counters.last_error,
+        }
+    }
+}
+
+fn unix_now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Lists every block in the object store and indexes it again: the block list, the traces
+/// in each, the services, and the next block id. The flushed sequence number stays 0, so the
+/// whole WAL that is left is replayed (spans found in both are read once).
+async fn rebuild_index(
+    index: &Database,
+    objects: &Arc<dyn ObjectStore>,
+) -> Result<usize, StoreError> {
+    use futures_util::TryStreamExt as _;
+    let listed: Vec<object_store::ObjectMeta> =
+        objects.list(Some(&ObjectPath::from("spans"))).try_collect().await.map_err(|source| {
+            StoreError::Block(BlockError::Store { path: "spans/".into(), source })
+        })?;
+    let mut count = 0;
+    let mut next_id = 1;
+    let mut services = BTreeSet::new();
+    for meta in listed {
+        let path = meta.location.to_string();
+        let Some(id) = path
+            .strip_prefix("spans/")
+            .and_then(|p| p.strip_suffix(".parquet"))
+            .and_then(|p| p.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        next_id = next_id.max(id + 1);
+        let block = match OpenBlock::open(Arc::clone(objects), &path, meta.size).await {
+            Ok(block) => block,
+            Err(e) => {
+                tracing::error!(block = %path, error = %threadline_core::error::chain(&e),
+                    "a block cannot be read while rebuilding the index; it is left out");
+                continue;
+            }
+        };
+        let spans = match block.all().await {
+            Ok(spans) => spans,
+            Err(e) => {
+                tracing::error!(block = %path, error = %threadline_core::error::chain(&e),
+                    "a block cannot be read while rebuilding the index; it is left out");
+                continue;
+            }
+        };
+        let min = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
+        let max = spans.iter().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
+        let tx = idx(index.begin_write(), "rebuilding the index")?;
+        {
+            let mut blocks = idx(tx.open_table(BLOCKS), "rebuilding the index")?;
+            idx(
+                blocks.insert(id, (spans.len() as u64, meta.size, min, max)),
+                "rebuilding the index",
+            )?;
+            let mut traces = idx(tx.open_table(TRACE_BLOCKS), "rebuilding the index")?;
+            for span in &spans {
+                idx(traces.insert(&trace_key(span.trace_id, id)[..], ()), "rebuilding the index")?;
+                services.insert(span.service_name().to_owned());
+            }
+        }
+        idx(tx.commit(), "rebuilding the index")?;
+        count += 1;
+    }
+    let tx = idx(index.begin_write(), "rebuilding the index")?;
+    {
+        let mut table = idx(tx.open_table(SERVICES), "rebuilding the index")?;
+        for service in &services {
+            idx(table.insert(service.as_str(), ()), "rebuilding the index")?;
+        }
+        let mut meta = idx(tx.open_table(META), "rebuilding the index")?;
+        idx(meta.insert(META_NEXT_BLOCK, next_id), "rebuilding the index")?;
+    }
+    idx(tx.commit(), "rebuilding the index")?;
+    Ok(count)
+}
+
+type IndexState = (u64, Vec<(u64, (u64, u64, u64, u64))>, Vec<String>);
+
+/// Reads the flushed sequence number, the block list and the services from the index,
+/// creating its tables (and version) on first open.
+fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreError> {
+    let tx = idx(index.begin_write(), "opening the index")?;
+    {
+        let mut meta = idx(tx.open_table(META), "opening the index")?;
+        let version = idx(meta.get(META_VERSION), "opening the index")?.map(|v| v.value());
+        match version {
+            None => {
+                idx(meta.insert(META_VERSION, INDEX_VERSION), "opening the index")?;
+            }
+            Some(INDEX_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt {
+                    message: format!(
+                        "{}: index format version {other}; this build reads version {INDEX_VERSION}",
+                        path.display()
+                    ),
+                });
+            }
+        }
+        idx(tx.open_table(BLOCKS), "opening the index")?;
+        idx(tx.open_table(TRACE_BLOCKS), "opening the index")?;
+        idx(tx.open_table(SERVICES), "opening the index")?;
+    }
+    idx(tx.commit(), "opening the index")?;
+    let read = idx(index.begin_read(), "reading the index")?;
+    let meta = idx(read.open_table(META), "reading the index")?;
+    let flushed = idx(meta.get(META_FLUSHED_SEQ), "reading the index")?.map_or(0, |v| v.value());
+    let mut blocks = Vec::new();
+    for entry in idx(
+        idx(read.open_table(BLOCKS), "reading the block list")?.iter(),
+        "reading the block list",
+    )? {
+        let (id, row) = idx(entry, "reading the block list")?;
+        blocks.push((id.value(), row.value()));
+    }
+    let mut services = Vec::new();
+    for entry in
+        idx(idx(read.open_table(SERVICES), "reading services")?.iter(), "reading services")?
+    {
+        let (name, _) = idx(entry, "reading services")?;
+        services.push(name.value().to_owned());
+    }
+    Ok((flushed, blocks, services))
+}
+
+impl From<WalError> for StoreError {
+    fn from(e: WalError) -> Self {
+        StoreError::Wal(e)
+    }
+}
+
+impl From<BlockError> for StoreError {
+    fn from(e: BlockError) -> Self {
+        StoreError::Block(e)
+    }
+}

@@ -1,0 +1,258 @@
+//! The durable store through its public API: spans readable from the head, from blocks and
+//! after a reopen; WAL replay after an unclean stop; retention; and a missing or damaged
+//! index or block detected, reported, and everything else still readable.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use std::path::Path;
+use std::time::Duration;
+
+use threadline_core::id::TraceId;
+use threadline_core::span::Span;
+use threadline_ingest::convert::convert_otlp;
+use threadline_storage::store::{Opened, Store, StoreOptions};
+use threadline_storage::wal::{FsyncPolicy, WalOptions};
+use threadline_testsuite::generate::{self, Shape, otlp_request};
+use threadline_testsuite::server::TempDir;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn options() -> StoreOptions {
+    StoreOptions {
+        wal: WalOptions { segment_bytes: 64 << 10, fsync: FsyncPolicy::Never },
+        ..StoreOptions::default()
+    }
+}
+
+fn batch(seed: u64, traces: usize) -> Vec<Span> {
+    convert_otlp(otlp_request(Shape { traces, services: 4, seed })).spans
+}
+
+fn trace_of(seed: u64, n: usize) -> TraceId {
+    TraceId::from_bytes(generate::trace_id(seed, n)).unwrap()
+}
+
+fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
+    spans.sort_by_key(|s| (s.start_time_unix_nano, s.span_id, s.end_time_unix_nano));
+    spans
+}
+
+fn expected(batches: &[Vec<Span>], trace: TraceId) -> Vec<Span> {
+    sorted(batches.iter().flatten().filter(|s| s.trace_id == trace).cloned().collect())
+}
+
+async fn open(dir: &Path) -> (Store, Opened) {
+    Store::open(dir, options()).await.unwrap()
+}
+
+#[test]
+fn spans_are_readable_from_the_head_from_blocks_and_after_reopening() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-basic").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=6).map(|seed| batch(seed, 40)).collect();
+        {
+            let (store, opened) = open(dir.path()).await;
+            assert!(opened.index_problem.is_none(), "{:?}", opened.index_problem);
+            let refs: Vec<&[Span]> = batches[..3].iter().map(Vec::as_slice).collect();
+            store.append(&refs).unwrap();
+            assert_eq!(
+                store.trace(trace_of(1, 5)).await.unwrap(),
+                expected(&batches, trace_of(1, 5))
+            );
+            assert_eq!(store.flush().await.unwrap(), 3 * 160);
+            let stats = store.stats();
+            assert_eq!((stats.head_spans, stats.blocks, stats.block_spans), (0, 1, 480));
+            // Flushed: the WAL segments it covered are gone.
+            assert_eq!(stats.wal_segments, 1, "{stats:?}");
+            for b in &batches[3..] {
+                store.append(&[b.as_slice()]).unwrap();
+            }
+            store.flush().await.unwrap();
+            for seed in 1..=6 {
+                let id = trace_of(seed, 7);
+                assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+            }
+            assert_eq!(store.services(), vec!["service-0", "service-1", "service-2", "service-3"]);
+        }
+        let (store, opened) = open(dir.path()).await;
+        assert_eq!(opened.replayed_records, 0);
+        assert_eq!(store.stats().blocks, 2);
+        for seed in 1..=6 {
+            let id = trace_of(seed, 39);
+            assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id));
+        }
+        assert_eq!(store.services().len(), 4);
+        assert!(store.trace(TraceId::from_bytes([7; 16]).unwrap()).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_trace_split_across_blocks_and_the_head_reads_whole() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-split").unwrap();
+        let (store, _) = open(dir.path()).await;
+        let spans = batch(9, 3);
+        let id = trace_of(9, 1);
+        let of_trace: Vec<Span> = spans.iter().filter(|s| s.trace_id == id).cloned().collect();
+        for (i, span) in of_trace.iter().enumerate() {
+            store.append(&[std::slice::from_ref(span)]).unwrap();
+            if i < 2 {
+                store.flush().await.unwrap();
+            }
+        }
+        assert_eq!(store.stats().blocks, 2);
+        assert_eq!(store.trace(id).await.unwrap(), sorted(of_trace));
+    });
+}
+
+#[test]
+fn batches_not_yet_in_a_block_come_back_from_the_wal() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-replay").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=4).map(|seed| batch(seed, 30)).collect();
+        {
+            let (store, _) = open(dir.path()).await;
+            store.append(&[batches[0].as_slice()]).unwrap();
+            store.flush().await.unwrap();
+            store.append(&[batches[1].as_slice(), batches[2].as_slice()]).unwrap();
+            store.append(&[batches[3].as_slice()]).unwrap();
+            // Dropped without a flush, as a crash leaves it.
+        }
+        let (store, opened) = open(dir.path()).await;
+        assert_eq!(opened.replayed_records, 3);
+        assert_eq!(opened.replayed, batches[1..].to_vec(), "replayed in order, for the engine");
+        for seed in 1..=4 {
+            let id = trace_of(seed, 11);
+            assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id));
+        }
+    });
+}
+
+#[test]
+fn retention_deletes_old_blocks_and_their_index_entries() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-retention").unwrap();
+        let options = StoreOptions { retention: Duration::from_secs(3600), ..options() };
+        let (store, _) = Store::open(dir.path(), options).await.unwrap();
+        let old = batch(1, 10);
+        let new = batch(2, 10);
+        store.append(&[old.as_slice()]).unwrap();
+        store.flush().await.unwrap();
+        store.append(&[new.as_slice()]).unwrap();
+        store.flush().await.unwrap();
+        let newest_old = old.iter().map(|s| s.start_time_unix_nano).max().unwrap();
+        let newest_new = new.iter().map(|s| s.start_time_unix_nano).max().unwrap();
+        // "Now" is an hour past the old batch and before the new one has aged out.
+        let now = newest_old + 3_600_000_000_000 + 1;
+        assert!(newest_new > now - 3_600_000_000_000);
+        assert_eq!(store.enforce_retention(now).await.unwrap(), 1);
+        assert!(store.trace(trace_of(1, 3)).await.unwrap().is_empty());
+        assert_eq!(store.trace(trace_of(2, 3)).await.unwrap().len(), 4);
+        let stats = store.stats();
+        assert_eq!((stats.blocks, stats.deleted_blocks, stats.block_spans), (1, 1, 40));
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("blocks/spans")).unwrap().collect();
+        assert_eq!(files.len(), 1);
+    });
+}
+
+#[test]
+fn over_the_size_limit_the_oldest_blocks_go_first() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-size").unwrap();
+        let (store, _) = Store::open(dir.path(), options()).await.unwrap();
+        for seed in 1..=3 {
+            store.append(&[batch(seed, 20).as_slice()]).unwrap();
+            store.flush().await.unwrap();
+        }
+        let bytes = store.stats().block_bytes;
+        drop(store);
+        let limited = StoreOptions { max_block_bytes: Some(bytes * 2 / 3), ..options() };
+        let (store, _) = Store::open(dir.path(), limited).await.unwrap();
+        assert_eq!(store.enforce_retention(0).await.unwrap(), 1);
+        assert!(store.trace(trace_of(1, 0)).await.unwrap().is_empty(), "seed 1 is oldest");
+        assert!(!store.trace(trace_of(3, 0)).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_missing_index_is_rebuilt_from_the_blocks() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-noindex").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=3).map(|seed| batch(seed, 15)).collect();
+        {
+            let (store, _) = open(dir.path()).await;
+            store.append(&[batches[0].as_slice()]).unwrap();
+            store.flush().await.unwrap();
+            store.append(&[batches[1].as_slice()]).unwrap();
+            store.flush().await.unwrap();
+            store.append(&[batches[2].as_slice()]).unwrap();
+        }
+        std::fs::remove_file(dir.path().join("index/threadline.redb")).unwrap();
+        let (store, opened) = open(dir.path()).await;
+        assert!(opened.index_problem.as_deref().unwrap().contains("missing"), "{opened:?}");
+        assert_eq!(opened.rebuilt_blocks, 2);
+        for seed in 1..=3 {
+            let id = trace_of(seed, 4);
+            assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+        }
+        assert_eq!(store.services().len(), 4);
+        // New blocks do not overwrite the ones found.
+        store.flush().await.unwrap();
+        assert_eq!(store.stats().blocks, 3);
+        assert_eq!(store.trace(trace_of(1, 4)).await.unwrap(), expected(&batches, trace_of(1, 4)));
+    });
+}
+
+#[test]
+fn a_damaged_index_is_set_aside_and_rebuilt() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-badindex").unwrap();
+        let spans = batch(5, 10);
+        {
+            let (store, _) = open(dir.path()).await;
+            store.append(&[spans.as_slice()]).unwrap();
+            store.flush().await.unwrap();
+        }
+        std::fs::write(dir.path().join("index/threadline.redb"), b"not an index at all").unwrap();
+        let (store, opened) = open(dir.path()).await;
+        assert!(opened.index_problem.is_some());
+        assert_eq!(opened.rebuilt_blocks, 1);
+        assert_eq!(store.trace(trace_of(5, 2)).await.unwrap().len(), 4);
+    });
+}
+
+#[test]
+fn a_damaged_block_is_reported_and_every_other_block_stays_readable() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-badblock").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=2).map(|seed| batch(seed, 10)).collect();
+        {
+            let (store, _) = open(dir.path()).await;
+            for b in &batches {
+                store.append(&[b.as_slice()]).unwrap();
+                store.flush().await.unwrap();
+            }
+        }
+        let first = dir.path().join("blocks/spans/00000000000000000001.parquet");
+        let bytes = std::fs::read(&first).unwrap();
+        std::fs::write(&first, &bytes[..bytes.len() / 2]).unwrap();
+        let (store, opened) = open(dir.path()).await;
+        assert_eq!(opened.unreadable_blocks.len(), 1, "{opened:?}");
+        assert!(opened.unreadable_blocks[0].contains("00000000000000000001.parquet"));
+        assert!(store.trace(trace_of(1, 0)).await.unwrap().is_empty());
+        let id = trace_of(2, 0);
+        assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id));
+    });
+}
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-lock").unwrap();
+        let (_store, _) = open(dir.path()).await;
+        let error = Store::open(dir.path(), options()).await.unwrap_err();
+        assert!(error.to_string().contains("in use"), "{error}");
+    });
+}
