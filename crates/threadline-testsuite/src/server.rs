@@ -77,7 +77,8 @@ pub struct TestServer {
     child: Child,
     pub addrs: Addresses,
     logs: Arc<(Mutex<Logs>, Condvar)>,
-    data_dir: Option<TempDir>,
+    home: PathBuf,
+    _temp: Option<TempDir>,
 }
 
 /// How to start a test server.
@@ -89,6 +90,9 @@ pub struct Options {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// A directory to run in (data directory `data/` and config inside it) instead of a new
+    /// temporary one: for restarts on the same data. Not deleted by the server.
+    pub home: Option<PathBuf>,
 }
 
 impl TestServer {
@@ -98,12 +102,18 @@ impl TestServer {
     }
 
     pub fn start_with(bin: &Path, options: Options) -> anyhow::Result<Self> {
-        let data_dir = TempDir::new("server")?;
+        let (home, temp) = match &options.home {
+            Some(home) => (home.clone(), None),
+            None => {
+                let temp = TempDir::new("server")?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
         let mut command = Command::new(bin);
         command
             .arg("serve")
             .arg("--data-dir")
-            .arg(data_dir.path().join("data"))
+            .arg(home.join("data"))
             .args(["--log-format", "json", "--log", "info"])
             .args(LOOPBACK_ANY_PORT)
             .args(&options.args)
@@ -114,7 +124,7 @@ impl TestServer {
             command.env(key, value);
         }
         if let Some(config) = &options.config {
-            let path = data_dir.path().join("threadline.toml");
+            let path = home.join("threadline.toml");
             std::fs::write(&path, config)?;
             command.arg("--config").arg(path);
         }
@@ -142,7 +152,8 @@ impl TestServer {
                 api: unspecified(),
             },
             logs,
-            data_dir: Some(data_dir),
+            home,
+            _temp: temp,
         };
         server.wait_for_log("threadline is ready", START_TIMEOUT)?;
         for line in server.log_lines() {
@@ -197,7 +208,7 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.as_ref().map(|d| d.path().join("data")).unwrap_or_default()
+        self.home.join("data")
     }
 
     /// Every stderr line so far.
