@@ -3,6 +3,7 @@
 //! a block or was still only in the WAL.
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+#![allow(clippy::print_stderr, reason = "the test reports how much it checked")]
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
