@@ -58,19 +58,19 @@ pub const ROW_GROUP_ROWS: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
-    #[error("block {path}: {source}")]
+    #[error("block {path}")]
     Parquet {
         path: String,
         #[source]
         source: ParquetError,
     },
-    #[error("block {path}: {source}")]
+    #[error("block {path}")]
     Arrow {
         path: String,
         #[source]
         source: arrow_schema::ArrowError,
     },
-    #[error("block {path}: {source}")]
+    #[error("block {path}")]
     Store {
         path: String,
         #[source]

@@ -19,9 +19,9 @@ pub enum StoreError {
     },
     #[error("data directory {path} is in use by another threadline process")]
     Locked { path: String },
-    #[error("write-ahead log: {0}")]
+    #[error("write-ahead log")]
     Wal(#[source] wal::WalError),
-    #[error("span block: {0}")]
+    #[error("span block")]
     Block(#[source] block::BlockError),
     #[error("index, {context}: {message}")]
     Index { context: String, message: String },

@@ -56,7 +56,7 @@ impl Default for WalOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         context: String,
         #[source]
