@@ -15,9 +15,10 @@ use crate::hash::{HashMap, HashSet};
 use crate::keys;
 use crate::messaging::{self, Role};
 use crate::process::{
-    ANY_GROUP, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, SPEC_TYPE, STARTED,
-    STUCK, State, StepSeen, TRUNCATED, fingerprint,
+    ANY_GROUP, DIRTY, Mode, PROVISIONAL, Pending, Process, ROOT_SEEN, SLA_BREACHED, SPEC_TYPE,
+    STARTED, STUCK, State, StepSeen, TRUNCATED, fingerprint,
 };
+pub use crate::process::{Mode as CompletionMode, State as ProcessState};
 use crate::sketch::Quantiles;
 use crate::slab::Slab;
 use crate::stats::Stats;
@@ -426,6 +427,12 @@ pub struct Engine {
     other: u32,
     /// Subscribers learned since the last `drain_learned`.
     learned: Vec<(String, String, String)>,
+    /// Processes changed since the last `drain_changes` (slot, generation).
+    dirty: Vec<(u32, u32)>,
+    /// Process ids folded into another process since the last `drain_changes`.
+    removed: Vec<TraceId>,
+    /// Changed processes dropped (finished and retained long enough) before being drained.
+    unreported: Vec<ProcessView>,
     now: u64,
     running: usize,
     spans: u64,
@@ -459,6 +466,9 @@ impl Engine {
             evicted: 0,
             other,
             learned: Vec::new(),
+            dirty: Vec::new(),
+            removed: Vec::new(),
+            unreported: Vec::new(),
             now: 0,
             running: 0,
             spans: 0,
@@ -538,6 +548,35 @@ impl Engine {
     /// Events produced since the last call, in order of occurrence.
     pub fn drain_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// Processes changed since the last call (new spans, keys, state or flags), as they are
+    /// now, and the ids of processes that were folded into another one and are gone: what a
+    /// process table needs to stay current.
+    pub fn drain_changes(&mut self) -> (Vec<ProcessView>, Vec<TraceId>) {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut views = std::mem::take(&mut self.unreported);
+        views.reserve(dirty.len());
+        for (slot, generation) in dirty {
+            let Some(Some(p)) = self.slots.get_mut(slot as usize) else { continue };
+            if p.generation != generation || !p.has(DIRTY) {
+                continue;
+            }
+            p.clear(DIRTY);
+            let id = p.id;
+            if let Some(view) = self.process(id) {
+                views.push(view);
+            }
+        }
+        (views, std::mem::take(&mut self.removed))
+    }
+
+    fn touch(&mut self, slot: u32) {
+        let Some(Some(p)) = self.slots.get_mut(slot as usize) else { return };
+        if !p.has(DIRTY) {
+            p.set(DIRTY);
+            self.dirty.push((slot, p.generation));
+        }
     }
 
     /// When the next timer is due, for a driver that sleeps until then.
@@ -728,6 +767,10 @@ impl Engine {
         if process.state == State::Running {
             self.running -= 1;
         }
+        // It lives on in the importing shard, which reports it from there.
+        if let Some(p) = self.slots[slot as usize].as_mut() {
+            p.clear(DIRTY);
+        }
         self.remove(slot);
         self.trim_finished();
         let name = |id: u32| self.strings.name(id).to_owned();
@@ -761,6 +804,8 @@ impl Engine {
     pub fn import(&mut self, exported: Exported, now: u64) {
         self.advance(now);
         let Exported { mut process, pending, consumed, steps, type_name, keys } = exported;
+        // Dirty in the shard it came from; dirty here once placed.
+        process.clear(DIRTY);
         for (message, (system, destination, groups)) in process.pending.iter_mut().zip(pending) {
             let channel = self.channel(&system, &destination);
             message.channel = channel;
@@ -792,6 +837,9 @@ impl Engine {
             Some(into) => {
                 for (key, value) in &process.keys {
                     self.by_key.insert((key_hash(*key, value), into));
+                }
+                if self.slots[into as usize].as_ref().is_some_and(|p| p.id != process.id) {
+                    self.removed.push(process.id);
                 }
                 let channels = &self.channels;
                 let mut reopened = false;
@@ -828,6 +876,7 @@ impl Engine {
         for trace in traces {
             self.by_trace.insert(trace, slot);
         }
+        self.touch(slot);
         self.rearm(slot);
     }
 
@@ -970,6 +1019,8 @@ impl Engine {
     fn merge(&mut self, into: u32, from: u32) -> u32 {
         let Some(absorbed) = self.slots[from as usize].take() else { return into };
         self.free.push(from);
+        self.removed.push(absorbed.id);
+        self.touch(into);
         if absorbed.state == State::Running {
             self.running -= 1;
         }
@@ -1037,6 +1088,7 @@ impl Engine {
 
     /// Applies one span to its process.
     fn record(&mut self, slot: u32, span: &Span, role: &Role<'_>, joined_by_link: bool, now: u64) {
+        self.touch(slot);
         let service = self.strings.intern(span.service_name());
         let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
         for kv in &span.attributes {
@@ -1384,6 +1436,7 @@ impl Engine {
     }
 
     fn emit(&mut self, slot: u32, kind: EventKind, at: u64, detail: String) {
+        self.touch(slot);
         let Some(p) = self.slots[slot as usize].as_ref() else { return };
         // Every occurrence passes here once: the one place aggregates count events.
         let sla = self.policy(p).sla_nanos;
@@ -1635,6 +1688,11 @@ impl Engine {
     }
 
     fn remove(&mut self, slot: u32) {
+        // A change not yet drained is kept: the process table gets its final state.
+        let unreported = self.slots[slot as usize].as_ref().filter(|p| p.has(DIRTY)).map(|p| p.id);
+        if let Some(view) = unreported.and_then(|id| self.process(id)) {
+            self.unreported.push(view);
+        }
         let Some(p) = self.slots[slot as usize].take() else { return };
         for trace in std::iter::once(p.id).chain(p.joined_traces().iter().copied()) {
             if self.by_trace.get(&trace) == Some(&slot) {

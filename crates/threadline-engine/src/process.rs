@@ -14,6 +14,8 @@ pub const STARTED: u8 = 1 << 4;
 pub const TRUNCATED: u8 = 1 << 5;
 /// The type comes from a spec (attribute or root match), not inferred from the root.
 pub const SPEC_TYPE: u8 = 1 << 6;
+/// Changed since the last [`crate::engine::Engine::drain_changes`].
+pub const DIRTY: u8 = 1 << 7;
 
 /// How often a step of some spec happened in a process.
 #[derive(Debug, Clone, PartialEq, Eq)]

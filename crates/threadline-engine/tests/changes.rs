@@ -1,0 +1,70 @@
+//! What a process table is fed: every changed process once per drain, as it is now, and the
+//! ids of processes folded into another.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use threadline_core::span::SpanKind;
+use threadline_engine::config::EngineConfig;
+use threadline_engine::engine::{Engine, ProcessState as State};
+use threadline_testsuite::spans::{secs, span, trace};
+
+#[test]
+fn each_changed_process_is_drained_once_with_its_current_state() {
+    let mut engine = Engine::new(EngineConfig::default());
+    let root = span(1, 1, "shop", "checkout")
+        .kind(SpanKind::Server)
+        .attr("order.id", "o-1")
+        .at(0.0, 0.1)
+        .build();
+    engine.ingest(&root, secs(0.0));
+    engine.ingest(
+        &span(2, 1, "search", "query").kind(SpanKind::Server).at(0.0, 0.1).build(),
+        secs(0.0),
+    );
+    let (views, removed) = engine.drain_changes();
+    let mut ids: Vec<_> = views.iter().map(|v| v.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![trace(1), trace(2)]);
+    assert!(removed.is_empty());
+    let checkout = views.iter().find(|v| v.id == trace(1)).unwrap();
+    assert_eq!(checkout.keys, vec![("order.id".to_owned(), "o-1".to_owned())]);
+    assert_eq!(checkout.state, State::Running);
+
+    // Nothing changed: nothing drained.
+    assert_eq!(engine.drain_changes().0.len(), 0);
+
+    // A second span changes one process only; drained once however many changes it had.
+    for id in 2..5 {
+        engine.ingest(&span(1, id, "shop", "step").parent(1).at(0.01, 0.02).build(), secs(0.005));
+    }
+    let (views, _) = engine.drain_changes();
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].spans, 4);
+
+    // Completion (a timer) is a change too.
+    engine.advance(secs(120.0));
+    let (views, _) = engine.drain_changes();
+    assert!(views.iter().any(|v| v.id == trace(1) && v.state == State::Completed), "{views:?}");
+}
+
+#[test]
+fn a_process_folded_into_another_is_reported_gone() {
+    let mut engine = Engine::new(EngineConfig::default());
+    // The consumer's trace arrives first, then the link that joins it to the producer's
+    // process: the consumer's provisional process is folded in.
+    engine.ingest(
+        &span(2, 10, "worker", "process").kind(SpanKind::Consumer).at(0.2, 0.3).build(),
+        secs(0.0),
+    );
+    engine.ingest(
+        &span(1, 1, "shop", "checkout").kind(SpanKind::Server).at(0.0, 0.1).build(),
+        secs(0.0),
+    );
+    engine.drain_changes();
+    engine.ingest(&span(2, 11, "worker", "handle").link(1, 1).at(0.21, 0.25).build(), secs(0.01));
+    let (views, removed) = engine.drain_changes();
+    let process = engine.process(trace(2)).unwrap();
+    assert_eq!(process.id, trace(1));
+    assert_eq!(removed, vec![trace(2)]);
+    assert!(views.iter().any(|v| v.id == trace(1) && v.traces.contains(&trace(2))), "{views:?}");
+}
