@@ -130,7 +130,7 @@ impl Server {
             engine_task::spawn(engine_config(&config.engine), specs.processes.clone(), shards)
                 .map_err(ServerError::Runtime)?;
         // What the WAL held goes to the engine before anything new.
-        for batch in opened.replayed {
+        for (_, batch) in opened.replayed {
             engine.feed(Arc::new(batch)).await;
         }
         let pipeline = {
@@ -300,6 +300,7 @@ fn store_options(storage: &threadline_config::Storage) -> StoreOptions {
         flush_interval: Duration::from_secs(storage.flush_interval_secs),
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
+        track_applied: false,
     }
 }
 

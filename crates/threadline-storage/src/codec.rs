@@ -190,17 +190,17 @@ fn unzigzag(u: u64) -> i64 {
     (u >> 1).cast_signed() ^ -(u & 1).cast_signed()
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_len(out, s.len());
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_len(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_len(out: &mut Vec<u8>, n: usize) {
     put_u64(out, n as u64);
 }
 
 #[allow(clippy::cast_possible_truncation, reason = "each byte takes the low 7 bits on purpose")]
-fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -262,24 +262,24 @@ pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Span>, DecodeError> {
     Ok(spans)
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) pos: usize,
 }
 
 impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
         let slice = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
         self.pos = end;
         Ok(slice)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;
@@ -291,12 +291,12 @@ impl Reader<'_> {
         Err(DecodeError::Invalid("varint longer than 10 bytes"))
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
         u32::try_from(self.u64()?).map_err(|_| DecodeError::Invalid("count does not fit 32 bits"))
     }
 
     /// A length, bounded by the bytes left so damaged input cannot ask for huge allocations.
-    fn len(&mut self) -> Result<usize, DecodeError> {
+    pub(crate) fn len(&mut self) -> Result<usize, DecodeError> {
         let n = usize::try_from(self.u64()?).map_err(|_| DecodeError::Truncated)?;
         if n > self.bytes.len() - self.pos {
             return Err(DecodeError::Truncated);
@@ -304,23 +304,23 @@ impl Reader<'_> {
         Ok(n)
     }
 
-    fn index(&mut self) -> Result<usize, DecodeError> {
+    pub(crate) fn index(&mut self) -> Result<usize, DecodeError> {
         usize::try_from(self.u64()?).map_err(|_| DecodeError::Invalid("index out of range"))
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         let n = self.len()?;
         let bytes = self.take(n)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Invalid("string is not UTF-8"))
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn trace_id(&mut self) -> Result<TraceId, DecodeError> {
+    pub(crate) fn trace_id(&mut self) -> Result<TraceId, DecodeError> {
         TraceId::from_bytes(self.array()?).map_err(|_| DecodeError::Invalid("zero trace id"))
     }
 

@@ -5,6 +5,7 @@
 pub mod block;
 pub mod codec;
 pub mod data_dir;
+pub mod processes;
 pub mod store;
 pub mod wal;
 

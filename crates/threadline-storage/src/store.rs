@@ -31,7 +31,7 @@ use crate::{StoreError, StoreStats};
 /// Index format version, kept in the index's metadata table.
 pub const INDEX_VERSION: u64 = 1;
 
-const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Block id → (spans, bytes, min start, max start).
 const BLOCKS: TableDefinition<'_, u64, (u64, u64, u64, u64)> = TableDefinition::new("blocks");
 /// Trace id (16 bytes) then block id (8 bytes, big-endian) → nothing.
@@ -57,6 +57,10 @@ pub struct StoreOptions {
     pub retention: Duration,
     /// When blocks take more bytes than this, the oldest are deleted.
     pub max_block_bytes: Option<u64>,
+    /// The caller applies each WAL record's effects to the process table and reports how far
+    /// with [`crate::processes::ProcessChanges::applied_seq`]: the WAL is then kept until
+    /// applied, and a restart hands back every record not yet applied.
+    pub track_applied: bool,
 }
 
 impl Default for StoreOptions {
@@ -68,6 +72,7 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_block_bytes: None,
+            track_applied: false,
         }
     }
 }
@@ -80,8 +85,9 @@ pub struct Opened {
     pub replayed_spans: u64,
     /// WAL damage found and cut off.
     pub wal_damage: Vec<Damage>,
-    /// WAL records replayed, in order, for the caller to feed onward (the engine).
-    pub replayed: Vec<Vec<Span>>,
+    /// WAL records not yet applied to the process table, in order, with their sequence
+    /// numbers, for the caller to feed onward (the engine).
+    pub replayed: Vec<(u64, Vec<Span>)>,
     /// Blocks listed in the index but unreadable: reported and left out of reads.
     pub unreadable_blocks: Vec<String>,
     /// Why the index was rebuilt (missing or damaged), if it was.
@@ -133,13 +139,14 @@ pub struct Store {
     options: StoreOptions,
     wal: Mutex<Wal>,
     heads: RwLock<Heads>,
-    index: Database,
+    pub(crate) index: Database,
     objects: Arc<dyn ObjectStore>,
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     services: RwLock<BTreeSet<String>>,
     counters: Mutex<Counters>,
     /// One flush or retention pass at a time.
     maintenance: tokio::sync::Mutex<()>,
+    applied_seq: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -155,7 +162,10 @@ fn index_err(context: &str) -> impl FnOnce(redb::Error) -> StoreError + '_ {
 }
 
 /// Shorthand: anything redb returns converts into `redb::Error`.
-fn idx<T, E: Into<redb::Error>>(result: Result<T, E>, context: &str) -> Result<T, StoreError> {
+pub(crate) fn idx<T, E: Into<redb::Error>>(
+    result: Result<T, E>,
+    context: &str,
+) -> Result<T, StoreError> {
     result.map_err(|e| index_err(context)(e.into()))
 }
 
@@ -230,7 +240,10 @@ impl Store {
                 opened.index_problem = None;
             }
         }
-        let (flushed_seq, block_rows, services) = read_index_state(&index, &index_path)?;
+        let IndexState { flushed: flushed_seq, applied, blocks: block_rows, services } =
+            read_index_state(&index, &index_path)?;
+        // Without process tracking, what is in blocks needs no replay to the engine.
+        let applied_seq = if options.track_applied { applied } else { flushed_seq };
         let mut blocks = HashMap::new();
         let mut counters = Counters::default();
         for (id, (spans, bytes, _min, max_start)) in block_rows {
@@ -253,12 +266,19 @@ impl Store {
         let mut replayed = Vec::new();
         let mut damage_error = None;
         let wal_dir: PathBuf = path.join("wal");
-        let (wal, recovery) = Wal::open(&wal_dir, options.wal, flushed_seq, |seq, payload| {
+        let replay_from = flushed_seq.min(applied_seq);
+        let (wal, recovery) = Wal::open(&wal_dir, options.wal, replay_from, |seq, payload| {
             match codec::decode_batch(payload) {
                 Ok(spans) => {
-                    heads.active.insert(&spans, seq);
-                    opened.replayed_spans += spans.len() as u64;
-                    replayed.push(spans);
+                    // Already in a block: not again into the head.
+                    if seq > flushed_seq {
+                        heads.active.insert(&spans, seq);
+                    }
+                    // Already reflected in the process table: not again to the engine.
+                    if seq > applied_seq {
+                        opened.replayed_spans += spans.len() as u64;
+                        replayed.push((seq, spans));
+                    }
                 }
                 // The checksum matched, so this is a record of another version: stop loudly
                 // rather than drop it.
@@ -294,6 +314,7 @@ impl Store {
             services: RwLock::new(service_set),
             counters: Mutex::new(counters),
             maintenance: tokio::sync::Mutex::new(()),
+            applied_seq: std::sync::atomic::AtomicU64::new(applied_seq),
         };
         Ok((store, opened))
     }
@@ -301,6 +322,10 @@ impl Store {
     /// Makes a group of batches durable (one WAL commit) and readable. Blocking: call it from
     /// a thread that may wait on the disk. On error nothing of the group is kept.
     pub fn append(&self, batches: &[&[Span]]) -> Result<(), StoreError> {
+        self.append_inner(batches).map(drop)
+    }
+
+    fn append_inner(&self, batches: &[&[Span]]) -> Result<Vec<u64>, StoreError> {
         let mut wal = self.wal.lock();
         let mut payload = Vec::new();
         let mut seqs = Vec::with_capacity(batches.len());
@@ -317,7 +342,7 @@ impl Store {
         let mut new_services = Vec::new();
         {
             let mut heads = self.heads.write();
-            for (spans, seq) in batches.iter().zip(seqs) {
+            for (spans, seq) in batches.iter().zip(seqs.iter().copied()) {
                 heads.active.insert(spans, seq);
             }
         }
@@ -336,7 +361,17 @@ impl Store {
             self.services.write().extend(new_services);
         }
         self.counters.lock().last_error = None;
-        Ok(())
+        Ok(seqs)
+    }
+
+    pub(crate) fn set_applied_seq(&self, seq: u64) {
+        self.applied_seq.fetch_max(seq, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes a group of batches durable and readable; returns the WAL sequence number of each
+    /// batch. See [`Store::append`].
+    pub fn append_numbered(&self, batches: &[&[Span]]) -> Result<Vec<u64>, StoreError> {
+        self.append_inner(batches)
     }
 
     /// Fsyncs the WAL when the interval policy says it is time; for a periodic caller.
@@ -376,7 +411,12 @@ impl Store {
             let mut heads = self.heads.write();
             heads.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
         }
-        self.wal.lock().remove_through(frozen.last_seq)?;
+        let applied = if self.options.track_applied {
+            self.applied_seq.load(std::sync::atomic::Ordering::SeqCst)
+        } else {
+            frozen.last_seq
+        };
+        self.wal.lock().remove_through(frozen.last_seq.min(applied))?;
         result
     }
 
@@ -648,7 +688,12 @@ async fn rebuild_index(
     Ok(count)
 }
 
-type IndexState = (u64, Vec<(u64, (u64, u64, u64, u64))>, Vec<String>);
+struct IndexState {
+    flushed: u64,
+    applied: u64,
+    blocks: Vec<(u64, (u64, u64, u64, u64))>,
+    services: Vec<String>,
+}
 
 /// Reads the flushed sequence number, the block list and the services from the index,
 /// creating its tables (and version) on first open.
@@ -674,11 +719,21 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         idx(tx.open_table(BLOCKS), "opening the index")?;
         idx(tx.open_table(TRACE_BLOCKS), "opening the index")?;
         idx(tx.open_table(SERVICES), "opening the index")?;
+        use crate::processes as p;
+        idx(tx.open_table(p::PROCESSES), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_TRACES), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_KEYS), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_BY_START), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_BY_TYPE), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_RUNNING), "opening the index")?;
+        idx(tx.open_table(p::EVENTS), "opening the index")?;
     }
     idx(tx.commit(), "opening the index")?;
     let read = idx(index.begin_read(), "reading the index")?;
     let meta = idx(read.open_table(META), "reading the index")?;
     let flushed = idx(meta.get(META_FLUSHED_SEQ), "reading the index")?.map_or(0, |v| v.value());
+    let applied = idx(meta.get(crate::processes::META_APPLIED_SEQ), "reading the index")?
+        .map_or(0, |v| v.value());
     let mut blocks = Vec::new();
     for entry in idx(
         idx(read.open_table(BLOCKS), "reading the block list")?.iter(),
@@ -694,7 +749,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         let (name, _) = idx(entry, "reading services")?;
         services.push(name.value().to_owned());
     }
-    Ok((flushed, blocks, services))
+    Ok(IndexState { flushed, applied, blocks, services })
 }
 
 impl From<WalError> for StoreError {

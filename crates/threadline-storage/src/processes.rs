@@ -1,0 +1,642 @@
+//! The process table: one row per process, kept current while it runs and final once it
+//! finishes, with indexes from business key, trace id, type and start time; and the durable
+//! event log, written in the same transaction as the rows the events describe.
+//!
+//! Every change is committed durably (one fsync per group of changes) before its events are
+//! handed back to be published, so a published event is always reflected in a stored row:
+//! after a crash the engine can be rebuilt from the rows and only transitions the rows lack
+//! are announced again.
+
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use threadline_core::id::TraceId;
+
+use crate::StoreError;
+use crate::codec::{DecodeError, Reader, put_len, put_str, put_u64};
+use crate::store::{Store, idx};
+
+/// Process id (16 bytes) → encoded [`ProcessRecord`].
+pub(crate) const PROCESSES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
+/// Trace id → process id.
+pub(crate) const PROCESS_TRACES: TableDefinition<'_, &[u8], &[u8]> =
+    TableDefinition::new("process_traces");
+/// Length-prefixed key, length-prefixed value, process id → nothing.
+pub(crate) const PROCESS_KEYS: TableDefinition<'_, &[u8], ()> =
+    TableDefinition::new("process_keys");
+/// Start time (8 bytes big-endian), process id → nothing: every process by start time.
+pub(crate) const PROCESS_BY_START: TableDefinition<'_, &[u8], ()> =
+    TableDefinition::new("process_by_start");
+/// Length-prefixed type, start time, process id → nothing.
+pub(crate) const PROCESS_BY_TYPE: TableDefinition<'_, &[u8], ()> =
+    TableDefinition::new("process_by_type");
+/// Running processes: process id → nothing. What a restart resumes.
+pub(crate) const PROCESS_RUNNING: TableDefinition<'_, &[u8], ()> =
+    TableDefinition::new("process_running");
+/// Event sequence number → encoded [`StoredEvent`].
+pub(crate) const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
+
+pub(crate) const META_APPLIED_SEQ: &str = "applied_seq";
+pub(crate) const META_NEXT_EVENT: &str = "next_event_seq";
+
+/// Events kept in the durable log; older ones are pruned.
+pub const EVENT_LOG_CAPACITY: u64 = 1_000_000;
+/// Row encoding version, first byte of every row.
+const ROW_VERSION: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordState {
+    Running,
+    Completed,
+    Failed,
+}
+
+impl RecordState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordState::Running => "running",
+            RecordState::Completed => "completed",
+            RecordState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "running" => RecordState::Running,
+            "completed" => RecordState::Completed,
+            "failed" => RecordState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a running process waited when its row was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitingRecord {
+    Message { system: String, destination: String, group: String, since: u64 },
+    MissingParent { count: u64 },
+    Root,
+}
+
+/// One row of the process table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessRecord {
+    pub id: TraceId,
+    pub process_type: String,
+    pub state: RecordState,
+    /// How completion was decided (`structural`, `quiescence`), once completed.
+    pub mode: Option<String>,
+    pub stuck: bool,
+    pub sla_breached: bool,
+    pub start_nanos: u64,
+    pub end_nanos: u64,
+    pub last_activity: u64,
+    pub spans: u32,
+    pub error_spans: u32,
+    /// The process's own trace first, then the traces that joined it.
+    pub traces: Vec<TraceId>,
+    pub keys: Vec<(String, String)>,
+    pub waiting: Vec<WaitingRecord>,
+    pub failure: Option<String>,
+    /// The spec check of its last completion: `None` when no spec applies.
+    pub spec_violations: Option<Vec<String>>,
+}
+
+/// An event as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Position in the log: increasing, never reused.
+    pub seq: u64,
+    pub kind: String,
+    pub process_id: TraceId,
+    pub process_type: String,
+    pub at: u64,
+    pub detail: String,
+}
+
+/// A group of changes to apply together.
+#[derive(Debug, Default)]
+pub struct ProcessChanges {
+    pub records: Vec<ProcessRecord>,
+    /// Processes folded into another: their rows go.
+    pub removed: Vec<TraceId>,
+    /// Events to log; their `seq` is assigned on commit.
+    pub events: Vec<StoredEvent>,
+    /// The WAL sequence number whose effects are now all in the table, if it advanced.
+    pub applied_seq: Option<u64>,
+}
+
+/// Which processes a listing returns.
+#[derive(Debug, Clone, Default)]
+pub struct ProcessFilter {
+    pub process_type: Option<String>,
+    pub state: Option<RecordState>,
+    /// Start time range, inclusive, in Unix nanoseconds.
+    pub start_from: Option<u64>,
+    pub start_to: Option<u64>,
+}
+
+/// Where a listing resumes: after this (start time, process id), going back in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub start_nanos: u64,
+    pub id: TraceId,
+}
+
+fn encode_record(r: &ProcessRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.push(ROW_VERSION);
+    out.extend_from_slice(r.id.as_bytes());
+    put_str(&mut out, &r.process_type);
+    out.push(match r.state {
+        RecordState::Running => 0,
+        RecordState::Completed => 1,
+        RecordState::Failed => 2,
+    });
+    put_opt(&mut out, r.mode.as_deref());
+    out.push(u8::from(r.stuck) | (u8::from(r.sla_breached) << 1));
+    put_u64(&mut out, r.start_nanos);
+    put_u64(&mut out, r.end_nanos);
+    put_u64(&mut out, r.last_activity);
+    put_u64(&mut out, r.spans.into());
+    put_u64(&mut out, r.error_spans.into());
+    put_len(&mut out, r.traces.len());
+    for t in &r.traces {
+        out.extend_from_slice(t.as_bytes());
+    }
+    put_len(&mut out, r.keys.len());
+    for (k, v) in &r.keys {
+        put_str(&mut out, k);
+        put_str(&mut out, v);
+    }
+    put_len(&mut out, r.waiting.len());
+    for w in &r.waiting {
+        match w {
+            WaitingRecord::Message { system, destination, group, since } => {
+                out.push(0);
+                put_str(&mut out, system);
+                put_str(&mut out, destination);
+                put_str(&mut out, group);
+                put_u64(&mut out, *since);
+            }
+            WaitingRecord::MissingParent { count } => {
+                out.push(1);
+                put_u64(&mut out, *count);
+            }
+            WaitingRecord::Root => out.push(2),
+        }
+    }
+    put_opt(&mut out, r.failure.as_deref());
+    match &r.spec_violations {
+        None => out.push(0),
+        Some(violations) => {
+            out.push(1);
+            put_len(&mut out, violations.len());
+            for v in violations {
+                put_str(&mut out, v);
+            }
+        }
+    }
+    out
+}
+
+fn put_opt(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+    }
+}
+
+fn opt(r: &mut Reader<'_>) -> Result<Option<String>, DecodeError> {
+    Ok(match r.u8()? {
+        0 => None,
+        1 => Some(r.string()?),
+        _ => return Err(DecodeError::Invalid("bad option marker")),
+    })
+}
+
+fn decode_record(bytes: &[u8]) -> Result<ProcessRecord, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != ROW_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let id = r.trace_id()?;
+    let process_type = r.string()?;
+    let state = match r.u8()? {
+        0 => RecordState::Running,
+        1 => RecordState::Completed,
+        2 => RecordState::Failed,
+        _ => return Err(DecodeError::Invalid("unknown process state")),
+    };
+    let mode = opt(&mut r)?;
+    let flags = r.u8()?;
+    let start_nanos = r.u64()?;
+    let end_nanos = r.u64()?;
+    let last_activity = r.u64()?;
+    let spans = r.u32()?;
+    let error_spans = r.u32()?;
+    let n = r.len()?;
+    let mut traces = Vec::with_capacity(n);
+    for _ in 0..n {
+        traces.push(r.trace_id()?);
+    }
+    let n = r.len()?;
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        keys.push((r.string()?, r.string()?));
+    }
+    let n = r.len()?;
+    let mut waiting = Vec::with_capacity(n);
+    for _ in 0..n {
+        waiting.push(match r.u8()? {
+            0 => WaitingRecord::Message {
+                system: r.string()?,
+                destination: r.string()?,
+                group: r.string()?,
+                since: r.u64()?,
+            },
+            1 => WaitingRecord::MissingParent { count: r.u64()? },
+            2 => WaitingRecord::Root,
+            _ => return Err(DecodeError::Invalid("unknown waiting kind")),
+        });
+    }
+    let failure = opt(&mut r)?;
+    let spec_violations = match r.u8()? {
+        0 => None,
+        1 => {
+            let n = r.len()?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(r.string()?);
+            }
+            Some(v)
+        }
+        _ => return Err(DecodeError::Invalid("bad spec marker")),
+    };
+    if r.pos != bytes.len() {
+        return Err(DecodeError::Invalid("trailing bytes after the process row"));
+    }
+    Ok(ProcessRecord {
+        id,
+        process_type,
+        state,
+        mode,
+        stuck: flags & 1 != 0,
+        sla_breached: flags & 2 != 0,
+        start_nanos,
+        end_nanos,
+        last_activity,
+        spans,
+        error_spans,
+        traces,
+        keys,
+        waiting,
+        failure,
+        spec_violations,
+    })
+}
+
+fn encode_event(e: &StoredEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(ROW_VERSION);
+    put_str(&mut out, &e.kind);
+    out.extend_from_slice(e.process_id.as_bytes());
+    put_str(&mut out, &e.process_type);
+    put_u64(&mut out, e.at);
+    put_str(&mut out, &e.detail);
+    out
+}
+
+fn decode_event(seq: u64, bytes: &[u8]) -> Result<StoredEvent, DecodeError> {
+    let mut r = Reader { bytes, pos: 0 };
+    let version = r.u8()?;
+    if version != ROW_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    Ok(StoredEvent {
+        seq,
+        kind: r.string()?,
+        process_id: r.trace_id()?,
+        process_type: r.string()?,
+        at: r.u64()?,
+        detail: r.string()?,
+    })
+}
+
+fn key_entry(key: &str, value: &str, id: Option<TraceId>) -> Option<Vec<u8>> {
+    let klen = u16::try_from(key.len()).ok()?;
+    let vlen = u16::try_from(value.len()).ok()?;
+    let mut out = Vec::with_capacity(4 + key.len() + value.len() + 16);
+    out.extend_from_slice(&klen.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&vlen.to_be_bytes());
+    out.extend_from_slice(value.as_bytes());
+    if let Some(id) = id {
+        out.extend_from_slice(id.as_bytes());
+    }
+    Some(out)
+}
+
+fn time_entry(start: u64, id: TraceId) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..8].copy_from_slice(&start.to_be_bytes());
+    out[8..].copy_from_slice(id.as_bytes());
+    out
+}
+
+fn type_prefix(process_type: &str) -> Vec<u8> {
+    let len = u16::try_from(process_type.len()).unwrap_or(u16::MAX);
+    let mut out = Vec::with_capacity(2 + process_type.len() + 24);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&process_type.as_bytes()[..usize::from(len)]);
+    out
+}
+
+fn type_entry(process_type: &str, start: u64, id: TraceId) -> Vec<u8> {
+    let mut out = type_prefix(process_type);
+    out.extend_from_slice(&time_entry(start, id));
+    out
+}
+
+fn id_of(bytes: &[u8]) -> Option<TraceId> {
+    TraceId::from_slice(bytes.get(bytes.len().checked_sub(16)?..)?).ok()
+}
+
+/// The process table and its indexes, open in one write transaction.
+struct Tables<'t> {
+    rows: redb::Table<'t, &'static [u8], &'static [u8]>,
+    traces: redb::Table<'t, &'static [u8], &'static [u8]>,
+    keys: redb::Table<'t, &'static [u8], ()>,
+    by_start: redb::Table<'t, &'static [u8], ()>,
+    by_type: redb::Table<'t, &'static [u8], ()>,
+    running: redb::Table<'t, &'static [u8], ()>,
+}
+
+const WRITE_CTX: &str = "writing the process table";
+
+impl Tables<'_> {
+    /// Removes a row and its index entries (but not its trace entries); returns it.
+    fn remove_row(&mut self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        let ctx = WRITE_CTX;
+        let old = idx(self.rows.remove(&id.as_bytes()[..]), ctx)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))?;
+        if let Some(old) = &old {
+            for (k, v) in &old.keys {
+                if let Some(entry) = key_entry(k, v, Some(id)) {
+                    idx(self.keys.remove(entry.as_slice()), ctx)?;
+                }
+            }
+            idx(self.by_start.remove(&time_entry(old.start_nanos, id)[..]), ctx)?;
+            idx(
+                self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()),
+                ctx,
+            )?;
+            idx(self.running.remove(&id.as_bytes()[..]), ctx)?;
+        }
+        Ok(old)
+    }
+
+    fn insert_row(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
+        let ctx = WRITE_CTX;
+        let id = record.id;
+        idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
+        for t in &record.traces {
+            idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
+        }
+        for (k, v) in &record.keys {
+            if let Some(entry) = key_entry(k, v, Some(id)) {
+                idx(self.keys.insert(entry.as_slice(), ()), ctx)?;
+            }
+        }
+        idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
+        idx(
+            self.by_type
+                .insert(type_entry(&record.process_type, record.start_nanos, id).as_slice(), ()),
+            ctx,
+        )?;
+        if record.state == RecordState::Running {
+            idx(self.running.insert(&id.as_bytes()[..], ()), ctx)?;
+        }
+        Ok(())
+    }
+}
+
+fn corrupt(what: &str, e: &DecodeError) -> StoreError {
+    StoreError::Corrupt { message: format!("{what}: {e}") }
+}
+
+impl Store {
+    /// Applies a group of process changes and logs their events in one durable transaction;
+    /// returns the events with their log positions, to publish now that they are kept.
+    /// Blocking: call it from a thread that may wait on the disk.
+    pub fn apply_processes(
+        &self,
+        changes: &ProcessChanges,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let ctx = WRITE_CTX;
+        let mut tx = idx(self.index.begin_write(), ctx)?;
+        tx.set_durability(redb::Durability::Immediate)
+            .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
+        let mut logged = Vec::with_capacity(changes.events.len());
+        {
+            let mut tables = Tables {
+                rows: idx(tx.open_table(PROCESSES), ctx)?,
+                traces: idx(tx.open_table(PROCESS_TRACES), ctx)?,
+                keys: idx(tx.open_table(PROCESS_KEYS), ctx)?,
+                by_start: idx(tx.open_table(PROCESS_BY_START), ctx)?,
+                by_type: idx(tx.open_table(PROCESS_BY_TYPE), ctx)?,
+                running: idx(tx.open_table(PROCESS_RUNNING), ctx)?,
+            };
+            let mut events = idx(tx.open_table(EVENTS), ctx)?;
+            let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
+            for id in &changes.removed {
+                if let Some(old) = tables.remove_row(*id)? {
+                    for t in &old.traces {
+                        // Only entries still pointing at the removed row; the row it was
+                        // folded into points them at itself.
+                        let points_here = idx(tables.traces.get(&t.as_bytes()[..]), ctx)?
+                            .is_some_and(|v| v.value() == &id.as_bytes()[..]);
+                        if points_here {
+                            idx(tables.traces.remove(&t.as_bytes()[..]), ctx)?;
+                        }
+                    }
+                }
+            }
+            for record in &changes.records {
+                tables.remove_row(record.id)?;
+                tables.insert_row(record)?;
+            }
+            let mut next = idx(meta.get(META_NEXT_EVENT), ctx)?.map_or(1, |v| v.value());
+            for event in &changes.events {
+                let stored = StoredEvent { seq: next, ..event.clone() };
+                idx(events.insert(next, encode_event(&stored).as_slice()), ctx)?;
+                logged.push(stored);
+                next += 1;
+            }
+            idx(meta.insert(META_NEXT_EVENT, next), ctx)?;
+            // The log keeps its newest events only.
+            let prune_below = next.saturating_sub(EVENT_LOG_CAPACITY);
+            if prune_below > 1 {
+                idx(events.retain_in(..prune_below, |_, _| false), ctx)?;
+            }
+            if let Some(seq) = changes.applied_seq {
+                idx(meta.insert(META_APPLIED_SEQ, seq), ctx)?;
+            }
+        }
+        idx(tx.commit(), ctx)?;
+        if let Some(seq) = changes.applied_seq {
+            self.set_applied_seq(seq);
+        }
+        Ok(logged)
+    }
+
+    /// The stored row of a process, by its id.
+    pub fn process(&self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        let ctx = "reading the process table";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        idx(rows.get(&id.as_bytes()[..]), ctx)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))
+    }
+
+    /// The stored row of the process a trace belongs to.
+    pub fn process_of_trace(&self, trace_id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        let ctx = "reading the process table";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
+        let Some(id) =
+            idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value()))
+        else {
+            return Ok(None);
+        };
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        idx(rows.get(&id.as_bytes()[..]), ctx)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))
+    }
+
+    /// Processes with a business key of this value, at most `limit`.
+    pub fn processes_by_key(
+        &self,
+        key: &str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<ProcessRecord>, StoreError> {
+        let ctx = "reading the key index";
+        let Some(prefix) = key_entry(key, value, None) else { return Ok(Vec::new()) };
+        let read = idx(self.index.begin_read(), ctx)?;
+        let keys = idx(read.open_table(PROCESS_KEYS), ctx)?;
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let mut out = Vec::new();
+        for entry in idx(keys.range(prefix.as_slice()..), ctx)? {
+            let (k, _) = idx(entry, ctx)?;
+            let k = k.value();
+            if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 || out.len() >= limit {
+                break;
+            }
+            let Some(id) = id_of(k) else { continue };
+            if let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? {
+                out.push(decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Processes matching `filter`, newest start first, at most `limit`, resuming after
+    /// `cursor`; returns the cursor for the next page when there may be more.
+    pub fn list_processes(
+        &self,
+        filter: &ProcessFilter,
+        limit: usize,
+        cursor: Option<Cursor>,
+    ) -> Result<(Vec<ProcessRecord>, Option<Cursor>), StoreError> {
+        let ctx = "listing processes";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let index = match &filter.process_type {
+            Some(_) => idx(read.open_table(PROCESS_BY_TYPE), ctx)?,
+            None => idx(read.open_table(PROCESS_BY_START), ctx)?,
+        };
+        let prefix = filter.process_type.as_deref().map(type_prefix).unwrap_or_default();
+        let bound = |start: u64, id: &[u8; 16]| {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&start.to_be_bytes());
+            key.extend_from_slice(id);
+            key
+        };
+        let low = bound(filter.start_from.unwrap_or(0), &[0; 16]);
+        let mut high = bound(filter.start_to.unwrap_or(u64::MAX), &[0xff; 16]);
+        let mut high_inclusive = true;
+        if let Some(c) = cursor {
+            // Strictly before the cursor: it was the last row of the previous page.
+            let after = bound(c.start_nanos, c.id.as_bytes());
+            if after <= high {
+                high = after;
+                high_inclusive = false;
+            }
+        }
+        if low > high {
+            return Ok((Vec::new(), None));
+        }
+        let range = if high_inclusive {
+            idx(index.range(low.as_slice()..=high.as_slice()), ctx)?
+        } else {
+            idx(index.range(low.as_slice()..high.as_slice()), ctx)?
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        for entry in range.rev() {
+            let (k, _) = idx(entry, ctx)?;
+            let Some(id) = id_of(k.value()) else { continue };
+            let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? else { continue };
+            let record = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
+            if filter.state.is_some_and(|s| s != record.state) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, last));
+            }
+            last = Some(Cursor { start_nanos: record.start_nanos, id });
+            out.push(record);
+        }
+        Ok((out, None))
+    }
+
+    /// Ids of every running process in the table: what a restart resumes.
+    pub fn running_processes(&self) -> Result<Vec<TraceId>, StoreError> {
+        let ctx = "reading running processes";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let running = idx(read.open_table(PROCESS_RUNNING), ctx)?;
+        let mut out = Vec::new();
+        for entry in idx(running.iter(), ctx)? {
+            let (k, _) = idx(entry, ctx)?;
+            if let Some(id) = id_of(k.value()) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Logged events after `seq`, oldest first, at most `limit`.
+    pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let ctx = "reading the event log";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let events = idx(read.open_table(EVENTS), ctx)?;
+        let mut out = Vec::new();
+        for entry in idx(events.range(seq.saturating_add(1)..), ctx)? {
+            let (k, v) = idx(entry, ctx)?;
+            out.push(decode_event(k.value(), v.value()).map_err(|e| corrupt("an event", &e))?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
