@@ -452,12 +452,18 @@ pub enum SegmentView {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ProcessListResponse {
     pub processes: Vec<ProcessSummary>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// One engine event, as sent on `GET /api/v1/events`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessEventView {
+    /// Position in the durable event log (also the SSE `id`, for `Last-Event-ID`).
+    #[serde(default)]
+    pub seq: u64,
     /// `started`, `completed`, `failed`, `sla_breached`, `stuck`, `spec_violated`, `reopened`.
     pub kind: String,
     pub process_id: String,

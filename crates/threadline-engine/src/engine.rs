@@ -571,6 +571,14 @@ impl Engine {
         (views, std::mem::take(&mut self.removed))
     }
 
+    /// True when [`Engine::drain_changes`] or [`Engine::drain_events`] has something.
+    pub fn has_changes(&self) -> bool {
+        !self.dirty.is_empty()
+            || !self.removed.is_empty()
+            || !self.unreported.is_empty()
+            || !self.events.is_empty()
+    }
+
     fn touch(&mut self, slot: u32) {
         let Some(Some(p)) = self.slots.get_mut(slot as usize) else { return };
         if !p.has(DIRTY) {

@@ -114,6 +114,11 @@ impl QueueReceiver {
         self.rx.recv().await
     }
 
+    /// True when no batch is queued right now.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     /// The next batch if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Delivery> {
         self.rx.try_recv().ok()

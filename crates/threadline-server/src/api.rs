@@ -21,18 +21,21 @@ use threadline_api_types::{
 };
 use threadline_core::id::TraceId;
 use threadline_engine::critical_path::{Segment, critical_path};
-use threadline_engine::engine::{ProcessView, Waiting};
-use threadline_engine::event::Event;
 use threadline_ingest::IngestStats;
 use threadline_ingest::queue::QueueMonitor;
+use threadline_storage::processes::{
+    Cursor, ProcessFilter, ProcessRecord, RecordState, StoredEvent, WaitingRecord,
+};
 use threadline_storage::store::Store;
 use tokio::sync::broadcast;
 
 use crate::engine_task::EngineHandle;
+use crate::process_writer::record;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub store: Arc<Store>,
+    pub events: crate::process_writer::Publisher,
     pub queue: QueueMonitor,
     pub stats: Arc<IngestStats>,
     pub ready: Arc<AtomicBool>,
@@ -70,6 +73,26 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
             message: threadline_core::error::chain(e),
+        }
+    }
+}
+
+/// Query parameters whose parse errors answer in the API's error shape (400 naming the
+/// parameter), not the framework's plain text.
+struct ApiQuery<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for ApiQuery<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(invalid(rejection.body_text())),
         }
     }
 }
@@ -182,44 +205,58 @@ fn owner_of(state: &ApiState, process_type: &str) -> Option<OwnerView> {
     })
 }
 
-fn summary(view: &ProcessView, state: &ApiState) -> ProcessSummary {
+fn summary(record: &ProcessRecord, state: &ApiState) -> ProcessSummary {
     ProcessSummary {
-        id: view.id.to_hex(),
-        process_type: view.process_type.clone(),
-        state: view.state.as_str().to_owned(),
-        completion_mode: view.mode.map(|m| m.as_str().to_owned()),
-        stuck: view.stuck,
-        sla_breached: view.sla_breached,
-        start_time_unix_nano: view.start_nanos.to_string(),
-        end_time_unix_nano: view.end_nanos.to_string(),
-        duration_nanos: view.end_nanos.saturating_sub(view.start_nanos).to_string(),
-        spans: view.spans,
-        error_spans: view.error_spans,
-        trace_ids: view.traces.iter().map(TraceId::to_hex).collect(),
-        keys: view.keys.iter().cloned().collect(),
-        waiting_for: view
-            .waiting_for
+        id: record.id.to_hex(),
+        process_type: record.process_type.clone(),
+        state: record.state.as_str().to_owned(),
+        completion_mode: record.mode.clone(),
+        stuck: record.stuck,
+        sla_breached: record.sla_breached,
+        start_time_unix_nano: record.start_nanos.to_string(),
+        end_time_unix_nano: record.end_nanos.to_string(),
+        duration_nanos: record.end_nanos.saturating_sub(record.start_nanos).to_string(),
+        spans: record.spans,
+        error_spans: record.error_spans,
+        trace_ids: record.traces.iter().map(TraceId::to_hex).collect(),
+        keys: record.keys.iter().cloned().collect(),
+        waiting_for: record
+            .waiting
             .iter()
             .map(|w| match w {
-                Waiting::Message { system, destination, group, since } => WaitingView::Message {
-                    system: system.clone(),
-                    destination: destination.clone(),
-                    consumer_group: group.clone(),
-                    since_unix_nano: since.to_string(),
-                },
-                Waiting::MissingParent { count } => {
-                    WaitingView::MissingParent { count: *count as u64 }
+                WaitingRecord::Message { system, destination, group, since } => {
+                    WaitingView::Message {
+                        system: system.clone(),
+                        destination: destination.clone(),
+                        consumer_group: group.clone(),
+                        since_unix_nano: since.to_string(),
+                    }
                 }
-                Waiting::Root => WaitingView::Root,
+                WaitingRecord::MissingParent { count } => {
+                    WaitingView::MissingParent { count: *count }
+                }
+                WaitingRecord::Root => WaitingView::Root,
             })
             .collect(),
-        failure: view.failure.clone(),
-        spec: view.spec.as_ref().map(|spec| SpecCheckView {
-            passed: spec.violations.is_empty(),
-            violations: spec.violations.clone(),
+        failure: record.failure.clone(),
+        spec: record.spec_violations.as_ref().map(|violations| SpecCheckView {
+            passed: violations.is_empty(),
+            violations: violations.clone(),
         }),
-        owner: owner_of(state, &view.process_type),
+        owner: owner_of(state, &record.process_type),
     }
+}
+
+/// A process by its id or any of its trace ids: the live engine state when the engine holds
+/// it, else the stored row.
+async fn find_process(state: &ApiState, id: TraceId) -> Result<Option<ProcessRecord>, ApiError> {
+    if let Some(view) = state.engine.process(id).await {
+        return Ok(Some(record(&view)));
+    }
+    if let Some(row) = state.store.process(id).map_err(|e| ApiError::internal(&e))? {
+        return Ok(Some(row));
+    }
+    state.store.process_of_trace(id).map_err(|e| ApiError::internal(&e))
 }
 
 /// `GET /api/v1/processes/{id}`: by the process id or any of its trace ids.
@@ -228,7 +265,7 @@ async fn process(
     Path(id): Path<String>,
 ) -> Result<Json<ProcessResponse>, ApiError> {
     let id = parse_id("process id", &id)?;
-    let Some(view) = state.engine.process(id).await else {
+    let Some(view) = find_process(&state, id).await? else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
             code: "not_found",
@@ -275,21 +312,75 @@ fn segment_view(segment: &Segment) -> SegmentView {
 #[derive(Debug, serde::Deserialize)]
 struct ProcessQuery {
     key: Option<String>,
+    #[serde(rename = "type")]
+    process_type: Option<String>,
+    state: Option<String>,
+    /// Start time range, Unix nanoseconds.
+    start_from: Option<u64>,
+    start_to: Option<u64>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
-/// `GET /api/v1/processes?key=order.id:123` (or `order.id=123`).
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /api/v1/processes`: by business key (`key=order.id:123`), or listed newest first by
+/// `type`, `state` and start time range (`start_from`, `start_to`), `limit` per page (at
+/// most 1000) and `cursor` from the previous page. Live and stored processes alike.
 async fn processes(
     State(state): State<ApiState>,
-    Query(query): Query<ProcessQuery>,
+    ApiQuery(query): ApiQuery<ProcessQuery>,
 ) -> Result<Json<ProcessListResponse>, ApiError> {
-    let Some(key) = query.key else {
-        return Err(invalid("query parameter key is required, as in key=order.id:123".into()));
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(format!("limit {limit} must be between 1 and {MAX_LIMIT}")));
+    }
+    if let Some(key) = query.key {
+        let Some((name, value)) = key.split_once([':', '=']) else {
+            return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));
+        };
+        let mut found: std::collections::BTreeMap<TraceId, ProcessRecord> = state
+            .store
+            .processes_by_key(name, value, limit)
+            .map_err(|e| ApiError::internal(&e))?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        // The engine's view is newer than a row being written.
+        for view in state.engine.by_key(name.to_owned(), value.to_owned()).await {
+            found.insert(view.id, record(&view));
+        }
+        let processes = found.values().take(limit).map(|r| summary(r, &state)).collect();
+        return Ok(Json(ProcessListResponse { processes, next_cursor: None }));
+    }
+    let state_filter = match query.state.as_deref() {
+        None => None,
+        Some(text) => Some(RecordState::parse(text).ok_or_else(|| {
+            invalid(format!("state {text:?} is not one of running, completed, failed"))
+        })?),
     };
-    let Some((name, value)) = key.split_once([':', '=']) else {
-        return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));
+    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let filter = ProcessFilter {
+        process_type: query.process_type,
+        state: state_filter,
+        start_from: query.start_from,
+        start_to: query.start_to,
     };
-    let views = state.engine.by_key(name.to_owned(), value.to_owned()).await;
-    Ok(Json(ProcessListResponse { processes: views.iter().map(|v| summary(v, &state)).collect() }))
+    let (rows, next) =
+        state.store.list_processes(&filter, limit, cursor).map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(ProcessListResponse {
+        processes: rows.iter().map(|r| summary(r, &state)).collect(),
+        next_cursor: next.map(|c| format!("{}-{}", c.start_nanos, c.id.to_hex())),
+    }))
+}
+
+fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
+    let bad = || invalid(format!("cursor {text:?} is not one this server returned"));
+    let (start, id) = text.split_once('-').ok_or_else(bad)?;
+    Ok(Cursor {
+        start_nanos: start.parse().map_err(|_| bad())?,
+        id: TraceId::from_hex(id).map_err(|_| bad())?,
+    })
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -306,7 +397,7 @@ fn quantiles(q: &threadline_engine::sketch::Quantiles) -> QuantilesView {
 /// `GET /api/v1/process-types`: counts, rates, duration quantiles and SLA compliance per type.
 async fn process_types(
     State(state): State<ApiState>,
-    Query(query): Query<WindowQuery>,
+    ApiQuery(query): ApiQuery<WindowQuery>,
 ) -> Result<Json<ProcessTypesResponse>, ApiError> {
     let window = query.window_minutes.unwrap_or(5);
     if !(1..=60).contains(&window) {
@@ -337,7 +428,7 @@ async fn process_types(
 /// `GET /api/v1/graph`: operations per service and the channels between services.
 async fn graph(
     State(state): State<ApiState>,
-    Query(query): Query<WindowQuery>,
+    ApiQuery(query): ApiQuery<WindowQuery>,
 ) -> Result<Json<GraphResponse>, ApiError> {
     let window = query.window_minutes.unwrap_or(5);
     if !(1..=60).contains(&window) {
@@ -408,6 +499,8 @@ struct EventQuery {
     process_type: Option<String>,
     /// Comma-separated event kinds to keep.
     kind: Option<String>,
+    /// Replay logged events after this seq first (as the `Last-Event-ID` header does).
+    after: Option<String>,
 }
 
 const EVENT_KINDS: &[&str] =
@@ -417,7 +510,8 @@ const EVENT_KINDS: &[&str] =
 /// slow to keep up gets a `lagged` event saying how many it missed.
 async fn events(
     State(state): State<ApiState>,
-    Query(query): Query<EventQuery>,
+    headers: axum::http::HeaderMap,
+    ApiQuery(query): ApiQuery<EventQuery>,
 ) -> Result<Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let split = |s: Option<String>| -> Vec<String> {
         s.map(|s| s.split(',').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect())
@@ -428,44 +522,93 @@ async fn events(
     if let Some(bad) = kinds.iter().find(|k| !EVENT_KINDS.contains(&k.as_str())) {
         return Err(invalid(format!("kind {bad:?} is not one of {}", EVENT_KINDS.join(", "))));
     }
-    let receiver = state.engine.subscribe();
-    let stream = futures_util::stream::unfold(receiver, move |mut receiver| {
-        let (types, kinds) = (types.clone(), kinds.clone());
-        async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(event) => {
-                        if keep(&event, &types, &kinds) {
-                            return Some((Ok(sse_event(&event)), receiver));
+    // Subscribe first, then read the log: nothing falls between the two.
+    let receiver = state.events.subscribe();
+    let after = query
+        .after
+        .as_deref()
+        .map(|text| {
+            text.parse::<u64>().map_err(|_| invalid(format!("after {text:?} must be an event seq")))
+        })
+        .transpose()?;
+    let resume_after = match (last_event_id(&headers)?, after) {
+        (Some(seq), _) | (None, Some(seq)) => Some(seq),
+        (None, None) => None,
+    };
+    let backlog: std::collections::VecDeque<Arc<StoredEvent>> = match resume_after {
+        Some(seq) => state
+            .store
+            .events_after(seq, BACKLOG_LIMIT)
+            .map_err(|e| ApiError::internal(&e))?
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+        None => std::collections::VecDeque::new(),
+    };
+    let sent = backlog.back().map(|e| e.seq).or(resume_after).unwrap_or(0);
+    let stream = futures_util::stream::unfold(
+        (receiver, backlog, sent),
+        move |(mut receiver, mut backlog, mut sent)| {
+            let (types, kinds) = (types.clone(), kinds.clone());
+            async move {
+                while let Some(event) = backlog.pop_front() {
+                    if keep(&event, &types, &kinds) {
+                        return Some((Ok(sse_event(&event)), (receiver, backlog, sent)));
+                    }
+                }
+                loop {
+                    match receiver.recv().await {
+                        Ok(event) => {
+                            // Already sent from the log.
+                            if event.seq <= sent {
+                                continue;
+                            }
+                            sent = event.seq;
+                            if keep(&event, &types, &kinds) {
+                                return Some((Ok(sse_event(&event)), (receiver, backlog, sent)));
+                            }
                         }
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            let lagged = SseEvent::default()
+                                .event("lagged")
+                                .data(format!("{{\"missed\":{missed}}}"));
+                            return Some((Ok(lagged), (receiver, backlog, sent)));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        let lagged = SseEvent::default()
-                            .event("lagged")
-                            .data(format!("{{\"missed\":{missed}}}"));
-                        return Some((Ok(lagged), receiver));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-fn keep(event: &Event, types: &[String], kinds: &[String]) -> bool {
-    (types.is_empty() || types.contains(&event.process_type))
-        && (kinds.is_empty() || kinds.iter().any(|k| k == event.kind.as_str()))
+/// Events read from the log for a resuming subscriber, at most.
+const BACKLOG_LIMIT: usize = 10_000;
+
+fn last_event_id(headers: &axum::http::HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else { return Ok(None) };
+    let text = value.to_str().unwrap_or("");
+    text.trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| invalid(format!("Last-Event-ID {text:?} must be an event seq")))
 }
 
-fn sse_event(event: &Event) -> SseEvent {
+fn keep(event: &StoredEvent, types: &[String], kinds: &[String]) -> bool {
+    (types.is_empty() || types.contains(&event.process_type))
+        && (kinds.is_empty() || kinds.contains(&event.kind))
+}
+
+fn sse_event(event: &StoredEvent) -> SseEvent {
     let view = ProcessEventView {
-        kind: event.kind.as_str().to_owned(),
+        seq: event.seq,
+        kind: event.kind.clone(),
         process_id: event.process_id.to_hex(),
         process_type: event.process_type.clone(),
         at_unix_nano: event.at.to_string(),
         detail: event.detail.clone(),
     };
     let data = serde_json::to_string(&view).unwrap_or_default();
-    SseEvent::default().event(event.kind.as_str()).data(data)
+    SseEvent::default().event(event.kind.as_str()).id(event.seq.to_string()).data(data)
 }

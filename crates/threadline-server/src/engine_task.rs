@@ -1,8 +1,9 @@
 //! Runs the process engine as shards, one thread each, driven by the wall clock (ADR 004).
 //! A router in the handle sends each span to the shard owning its process; shards hand
 //! provisional processes and remote consumptions to each other through their inboxes and tell
-//! each other the subscribers they learn. Each shard's inbox is bounded; events of every shard
-//! go out on one bounded broadcast channel. Queries by trace go to the owning shard; by key
+//! each other the subscribers they learn. Each shard's inbox is bounded. Every few
+//! milliseconds, and at each mark, a shard reports its changed processes and its events to the
+//! process writer through a bounded channel. Queries by trace go to the owning shard; by key
 //! and aggregates go to every shard and are merged.
 
 use std::sync::{Arc, Mutex};
@@ -17,12 +18,23 @@ use threadline_engine::engine::{
 };
 use threadline_engine::event::Event;
 use threadline_engine::sharded::Router;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 /// Commands waiting for one shard, at most; the pipeline waits when a shard's inbox is full.
 const INBOX: usize = 256;
-/// Events kept for subscribers that fall behind; past it they are told how many they missed.
-const EVENT_BUFFER: usize = 16_384;
+/// How often a shard reports its changes when it has any.
+const REPORT_EVERY: Duration = Duration::from_millis(10);
+
+/// What a shard hands the process writer: processes changed since its last report, ids of
+/// processes folded away, its events, and the WAL mark it has processed through, if asked.
+#[derive(Debug)]
+pub struct Report {
+    pub shard: usize,
+    pub mark: Option<u64>,
+    pub views: Vec<ProcessView>,
+    pub removed: Vec<TraceId>,
+    pub events: Vec<Event>,
+}
 
 /// The spans of a batch a shard owns, with the linked traces of each that other shards own.
 struct Assigned {
@@ -42,6 +54,8 @@ enum Command {
     Stats(oneshot::Sender<EngineStats>),
     Types(oneshot::Sender<Vec<NamedTypeStats>>),
     Graph(oneshot::Sender<GraphStats>),
+    /// Every batch up to this WAL sequence number has been fed: report through it.
+    Mark(u64),
 }
 
 /// Talks to the engine shards. Cloned freely; the shards end when every handle is gone.
@@ -49,7 +63,6 @@ enum Command {
 pub struct EngineHandle {
     router: Arc<Mutex<Router>>,
     shards: Vec<mpsc::Sender<Command>>,
-    events: broadcast::Sender<Arc<Event>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -171,9 +184,12 @@ impl EngineHandle {
         Some(summarize_graph(merged, now_nanos(), window_minutes))
     }
 
-    /// A live feed of events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.events.subscribe()
+    /// Tells every shard that all batches through WAL record `seq` have been fed; each
+    /// reports its changes with that mark once it has processed them.
+    pub async fn mark(&self, seq: u64) {
+        for shard in &self.shards {
+            let _ = shard.send(Command::Mark(seq)).await;
+        }
     }
 }
 
@@ -190,9 +206,9 @@ pub fn spawn(
     config: EngineConfig,
     specs: Vec<threadline_config::spec::ProcessSpec>,
     shards: usize,
+    reports: mpsc::Sender<Report>,
 ) -> std::io::Result<(EngineHandle, Vec<std::thread::JoinHandle<()>>)> {
     let shards = shards.max(1);
-    let (events, _) = broadcast::channel(EVENT_BUFFER);
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
     for _ in 0..shards {
@@ -206,22 +222,30 @@ pub fn spawn(
     let mut threads = Vec::new();
     for (index, mut rx) in receivers.into_iter().enumerate() {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-        let (config, specs, peers, publish) =
-            (config.clone(), specs.clone(), peers.clone(), events.clone());
+        let (config, specs, peers, reports) =
+            (config.clone(), specs.clone(), peers.clone(), reports.clone());
         let thread = std::thread::Builder::new().name(format!("threadline-engine-{index}")).spawn(
             move || {
                 let mut engine = Engine::new(config);
                 engine.load_specs(&specs);
                 runtime.block_on(async move {
+                    let mut last_report = tokio::time::Instant::now();
                     loop {
-                        let sleep = match engine.next_wake() {
+                        let mut sleep = match engine.next_wake() {
                             Some(at) => Duration::from_nanos(at.saturating_sub(now_nanos())),
                             None => Duration::from_secs(3600),
                         };
+                        if engine.has_changes() {
+                            sleep = sleep.min(REPORT_EVERY.saturating_sub(last_report.elapsed()));
+                        }
+                        let mut mark = None;
                         tokio::select! {
                             command = rx.recv() => {
                                 let Some(command) = command else { break };
-                                handle(&mut engine, command);
+                                match command {
+                                    Command::Mark(seq) => mark = Some(seq),
+                                    command => handle(&mut engine, command),
+                                }
                             }
                             () = tokio::time::sleep(sleep) => engine.advance(now_nanos()),
                         }
@@ -239,9 +263,16 @@ pub fn spawn(
                                 }
                             }
                         }
-                        for event in engine.drain_events() {
-                            // No subscriber is not an error: aggregates count events too.
-                            let _ = publish.send(Arc::new(event));
+                        let due = engine.has_changes() && last_report.elapsed() >= REPORT_EVERY;
+                        if mark.is_some() || due {
+                            let (views, removed) = engine.drain_changes();
+                            let events = engine.drain_events();
+                            let report = Report { shard: index, mark, views, removed, events };
+                            // Waits while the writer is behind: backpressure up to ingest.
+                            if reports.send(report).await.is_err() {
+                                break;
+                            }
+                            last_report = tokio::time::Instant::now();
                         }
                     }
                 });
@@ -250,7 +281,7 @@ pub fn spawn(
         threads.push(thread);
     }
     let router = Arc::new(Mutex::new(Router::new(shards)));
-    Ok((EngineHandle { router, shards: senders, events }, threads))
+    Ok((EngineHandle { router, shards: senders }, threads))
 }
 
 /// Sends to another shard without blocking this one (two full inboxes must not wait on each
@@ -302,5 +333,6 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Graph(reply) => {
             let _ = reply.send(engine.graph_stats());
         }
+        Command::Mark(_) => {}
     }
 }

@@ -9,6 +9,7 @@
 mod api;
 mod engine_task;
 mod pipeline;
+mod process_writer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,7 @@ pub struct Server {
     pipeline: std::thread::JoinHandle<u64>,
     maintenance: JoinHandle<()>,
     maintenance_stop: CancellationToken,
+    writer: JoinHandle<()>,
     engine_threads: Vec<std::thread::JoinHandle<()>>,
     stats: Arc<IngestStats>,
     ready: Arc<AtomicBool>,
@@ -87,7 +89,9 @@ impl Server {
     ) -> Result<Self, ServerError> {
         let (store, opened) = Store::open(data_dir, store_options(&config.storage)).await?;
         let store = Arc::new(store);
+        let resumable = store.running_processes()?;
         tracing::info!(
+            resumed_processes = resumable.len(),
             replayed_records = opened.replayed_records,
             replayed_spans = opened.replayed_spans,
             wal_damage = opened.wal_damage.len(),
@@ -126,12 +130,24 @@ impl Server {
             0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
             n => n,
         };
-        let (engine, engine_threads) =
-            engine_task::spawn(engine_config(&config.engine), specs.processes.clone(), shards)
-                .map_err(ServerError::Runtime)?;
+        let recovery_mark = (!opened.replayed.is_empty() || !resumable.is_empty())
+            .then(|| opened.replayed.last().map_or(opened.applied_seq, |(seq, _)| *seq));
+        let (reports, publisher, writer) =
+            process_writer::spawn(Arc::clone(&store), shards, recovery_mark);
+        let (engine, engine_threads) = engine_task::spawn(
+            engine_config(&config.engine),
+            specs.processes.clone(),
+            shards,
+            reports,
+        )
+        .map_err(ServerError::Runtime)?;
+        resume(&store, &engine, &resumable, &opened.replayed).await;
         // What the WAL held goes to the engine before anything new.
         for (_, batch) in opened.replayed {
             engine.feed(Arc::new(batch)).await;
+        }
+        if let Some(mark) = recovery_mark {
+            engine.mark(mark).await;
         }
         let pipeline = {
             let (store, engine) = (Arc::clone(&store), engine.clone());
@@ -179,6 +195,7 @@ impl Server {
         ));
         let api_state = api::ApiState {
             store: Arc::clone(&store),
+            events: publisher,
             queue: queue_monitor,
             stats: Arc::clone(&stats),
             ready: Arc::clone(&ready),
@@ -213,6 +230,7 @@ impl Server {
             pipeline,
             maintenance,
             maintenance_stop,
+            writer,
             engine_threads,
             stats,
             ready,
@@ -259,12 +277,14 @@ impl Server {
         if let Ok(Err(message)) = self.api_task.await {
             failure = Some(ServerError::Serve { listener: "api", message });
         }
-        // The pipeline and the API held the last engine handles: the shards end.
+        // The pipeline and the API held the last engine handles: the shards end, and with
+        // their last reports written, the writer.
         for thread in self.engine_threads {
             if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
                 tracing::error!("an engine shard panicked");
             }
         }
+        let _ = self.writer.await;
         let report = ShutdownReport {
             accepted_spans: self.stats.accepted_spans.load(Ordering::Relaxed),
             drained_batches,
@@ -279,6 +299,52 @@ impl Server {
             None => Ok(report),
         }
     }
+}
+
+/// Feeds the engine the stored spans of every process that was running when the server last
+/// stopped, so they resume; spans still to be replayed from the WAL are left to that replay.
+async fn resume(
+    store: &Store,
+    engine: &engine_task::EngineHandle,
+    running: &[threadline_core::id::TraceId],
+    replayed: &[(u64, Vec<threadline_core::span::Span>)],
+) {
+    if running.is_empty() {
+        return;
+    }
+    let pending: std::collections::HashSet<_> = replayed
+        .iter()
+        .flat_map(|(_, spans)| {
+            spans.iter().map(|s| (s.trace_id, s.span_id, s.start_time_unix_nano))
+        })
+        .collect();
+    let mut spans_fed = 0usize;
+    for id in running {
+        let row = match store.process(*id) {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(process = %id, error = %threadline_core::error::chain(&e), "cannot resume a process");
+                continue;
+            }
+        };
+        let mut spans = Vec::new();
+        for trace in &row.traces {
+            match store.trace(*trace).await {
+                Ok(found) => spans.extend(found.into_iter().filter(|s| {
+                    !pending.contains(&(s.trace_id, s.span_id, s.start_time_unix_nano))
+                })),
+                Err(e) => {
+                    tracing::error!(trace = %trace, error = %threadline_core::error::chain(&e), "cannot read a trace to resume");
+                }
+            }
+        }
+        spans_fed += spans.len();
+        if !spans.is_empty() {
+            engine.feed(Arc::new(spans)).await;
+        }
+    }
+    tracing::info!(processes = running.len(), spans = spans_fed, "running processes resumed");
 }
 
 /// The store's settings from the `[storage]` section of the config.

@@ -14,6 +14,9 @@ use crate::engine_task::EngineHandle;
 
 /// A group stops growing at this many spans, so one commit stays short.
 const MAX_GROUP_SPANS: usize = 64 * 1024;
+/// While batches keep coming, the engine is told how far it has been fed this often (and at
+/// once whenever the queue runs empty).
+const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs until every queue sender is gone and the queue is empty; returns the batches handled.
 pub fn run(
@@ -23,6 +26,7 @@ pub fn run(
     runtime: Handle,
 ) -> u64 {
     let mut batches = 0u64;
+    let mut last_mark = std::time::Instant::now();
     while let Some(first) = runtime.block_on(queue.recv()) {
         let mut group_spans = first.len();
         let mut group: Vec<Delivery> = vec![first];
@@ -33,20 +37,26 @@ pub fn run(
         }
         let spans: Vec<Vec<_>> = group.iter_mut().map(Delivery::take_spans).collect();
         let refs: Vec<&[_]> = spans.iter().map(Vec::as_slice).collect();
-        let result = store.append(&refs).map_err(|e| {
+        let result = store.append_numbered(&refs).map_err(|e| {
             let message = threadline_core::error::chain(&e);
             tracing::error!(error = %message, batches = group.len(), "storing a group of batches failed; refused with 503");
             message
         });
-        let stored = result.is_ok();
         batches += group.len() as u64;
+        let acknowledgement = result.as_ref().map(drop).map_err(Clone::clone);
         for delivery in group {
-            delivery.complete(result.clone());
+            delivery.complete(acknowledgement.clone());
         }
-        if stored {
+        if let Ok(seqs) = result {
             for batch in spans {
                 // Waits when the engine is behind, which in turn fills the ingest queue.
                 runtime.block_on(engine.feed(Arc::new(batch)));
+            }
+            if let Some(&last) = seqs.last()
+                && (queue.is_empty() || last_mark.elapsed() >= MARK_EVERY)
+            {
+                runtime.block_on(engine.mark(last));
+                last_mark = std::time::Instant::now();
             }
         }
     }

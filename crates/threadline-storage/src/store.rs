@@ -90,6 +90,8 @@ pub struct Opened {
     pub replayed: Vec<(u64, Vec<Span>)>,
     /// Blocks listed in the index but unreadable: reported and left out of reads.
     pub unreadable_blocks: Vec<String>,
+    /// The last WAL record whose effects the process table holds (with `track_applied`).
+    pub applied_seq: u64,
     /// Why the index was rebuilt (missing or damaged), if it was.
     pub index_problem: Option<String>,
     /// Blocks found and indexed again when the index was rebuilt.
@@ -266,6 +268,7 @@ impl Store {
         let mut replayed = Vec::new();
         let mut damage_error = None;
         let wal_dir: PathBuf = path.join("wal");
+        opened.applied_seq = applied_seq;
         let replay_from = flushed_seq.min(applied_seq);
         let (wal, recovery) = Wal::open(&wal_dir, options.wal, replay_from, |seq, payload| {
             match codec::decode_batch(payload) {

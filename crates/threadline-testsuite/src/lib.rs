@@ -4,6 +4,8 @@
 
 pub mod arbitrary;
 pub mod generate;
+pub mod otlp;
 pub mod python;
 pub mod server;
 pub mod spans;
+pub mod sse;

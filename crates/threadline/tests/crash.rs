@@ -1,6 +1,7 @@
 //! Crash safety: the server is killed with SIGKILL again and again while clients send spans;
 //! after each restart every span the server acknowledged is readable, whether it had reached
-//! a block or was still only in the WAL.
+//! a block or was still only in the WAL. In-flight processes resume after a kill and their
+//! completion is announced once.
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 #![allow(clippy::print_stderr, reason = "the test reports how much it checked")]
@@ -9,9 +10,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use threadline_api_types::{StatusResponse, TraceResponse};
+use threadline_api_types::{ProcessListResponse, ProcessResponse, StatusResponse, TraceResponse};
+use threadline_core::span::{Span, SpanKind};
 use threadline_testsuite::generate::{self, Shape};
+use threadline_testsuite::otlp;
 use threadline_testsuite::server::{Options, TempDir, TestServer};
+use threadline_testsuite::spans::{span, trace};
+use threadline_testsuite::sse::read_events;
 
 const CLIENTS: u64 = 4;
 const ROUNDS: u64 = 4;
@@ -124,4 +129,107 @@ async fn every_acknowledged_span_survives_repeated_sigkill() {
     assert!(stored >= (acked.len() * TRACES * SERVICES) as u64, "{stored} stored, {status:?}");
     assert!(status.store.blocks > 0, "blocks were written: {status:?}");
     assert!(replayed_rounds > 0, "some restart replayed the WAL");
+}
+
+/// Producer halves of `n` checkouts (root and publish to `orders`), numbered from `first`.
+fn producers(first: u64, n: u64) -> Vec<Span> {
+    (first..first + n)
+        .flat_map(|t| {
+            [
+                span(t, 1, "frontend", "POST /checkout")
+                    .kind(SpanKind::Server)
+                    .at(0.0, 0.2)
+                    .build(),
+                span(t, 2, "frontend", "orders publish")
+                    .parent(1)
+                    .produces("orders")
+                    .at(0.1, 0.11)
+                    .build(),
+            ]
+        })
+        .collect()
+}
+
+/// The consumer halves: a new trace per checkout, linked to its publish.
+fn consumers(first: u64, n: u64) -> Vec<Span> {
+    (first..first + n)
+        .map(|t| {
+            span(t + 1_000_000, 1, "billing", "orders process")
+                .consumes("orders", "billing")
+                .link(t, 2)
+                .at(0.3, 0.4)
+                .build()
+        })
+        .collect()
+}
+
+async fn post(server: &TestServer, spans: &[Span]) {
+    let response = reqwest::Client::new()
+        .post(server.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(otlp::protobuf(spans))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn running(server: &TestServer) -> usize {
+    let list: ProcessListResponse =
+        server.api_json("/api/v1/processes?state=running&limit=1000").await.unwrap();
+    list.processes.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_processes_resume_after_sigkill_and_complete_once() {
+    const N: u64 = 20;
+    let home = TempDir::new("resume").unwrap();
+    let mut server = start(home.path());
+    // Half the processes reach a block before the kill, half are only in the WAL.
+    post(&server, &producers(1, N / 2)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    post(&server, &producers(1 + N / 2, N / 2)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while running(&server).await < N as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the processes never all showed as running"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status: StatusResponse = server.api_json("/api/v1/status").await.unwrap();
+    assert!(status.store.blocks > 0, "{status:?}");
+    server.signal("KILL").unwrap();
+    server.wait_exit(Duration::from_secs(10)).unwrap();
+
+    let server = start(home.path());
+    server.wait_for_log("running processes resumed", Duration::from_secs(5)).unwrap();
+    for t in 1..=N {
+        let id = trace(t).to_hex();
+        let process: ProcessResponse =
+            server.api_json(&format!("/api/v1/processes/{id}")).await.unwrap();
+        assert_eq!(process.process.state, "running", "process {t}");
+        assert_eq!(process.process.spans, 2, "resumed with its spans, once: process {t}");
+        assert!(!process.process.waiting_for.is_empty(), "waits for its consumer: process {t}");
+    }
+    post(&server, &consumers(1, N)).await;
+
+    // The whole durable log, from its start: every process started and completed once.
+    let stream = reqwest::get(format!("{}/api/v1/events?after=0", server.api_url())).await.unwrap();
+    let ids: Vec<String> = (1..=N).map(|t| trace(t).to_hex()).collect();
+    let events = read_events(stream, Duration::from_secs(20), |events| {
+        ids.iter().all(|id| events.iter().any(|e| e.kind == "completed" && e.process_id == *id))
+    })
+    .await;
+    // Anything announced twice would follow close behind.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stream = reqwest::get(format!("{}/api/v1/events?after=0", server.api_url())).await.unwrap();
+    let all =
+        read_events(stream, Duration::from_secs(2), |seen| seen.len() >= events.len() + 10).await;
+    for id in &ids {
+        let of = |kind: &str| all.iter().filter(|e| e.process_id == *id && e.kind == kind).count();
+        assert_eq!((of("started"), of("completed")), (1, 1), "process {id}: {all:#?}");
+    }
+    let seqs: Vec<u64> = all.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "log order: {seqs:?}");
 }

@@ -9,29 +9,7 @@ use std::time::Duration;
 
 use threadline_api_types::{ProcessEventView, ProcessListResponse, ProcessResponse};
 use threadline_testsuite::server::TestServer;
-
-/// Reads Server-Sent Events until `done` says so or the timeout passes.
-async fn read_events(
-    mut response: reqwest::Response,
-    timeout: Duration,
-    mut done: impl FnMut(&[ProcessEventView]) -> bool,
-) -> Vec<ProcessEventView> {
-    let mut events = Vec::new();
-    let mut buffer = String::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !done(&events) {
-        let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
-        let Ok(Ok(Some(chunk))) = chunk else { break };
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                events.push(serde_json::from_str(data).unwrap());
-            }
-        }
-    }
-    events
-}
+use threadline_testsuite::sse::read_events;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flows() {
@@ -136,8 +114,12 @@ async fn process_api_errors_are_clear() {
     let cases = [
         "/api/v1/processes/xyz",
         "/api/v1/processes/0102030405060708090a0b0c0d0e0f10",
-        "/api/v1/processes",
+        "/api/v1/processes?limit=0",
+        "/api/v1/processes?state=done",
+        "/api/v1/processes?cursor=zzz",
         "/api/v1/processes?key=order.id",
+        "/api/v1/events?after=x",
+        "/api/v1/processes?start_from=yesterday",
         "/api/v1/events?kind=finished",
     ];
     let mut answers = Vec::new();
@@ -148,8 +130,12 @@ async fn process_api_errors_are_clear() {
     expect_test::expect![[r#"
         400 {"error":{"code":"invalid_argument","message":"process id \"xyz\" must be 32 hex digits, got 3 characters"}}
         404 {"error":{"code":"not_found","message":"process 0102030405060708090a0b0c0d0e0f10 not found"}}
-        400 {"error":{"code":"invalid_argument","message":"query parameter key is required, as in key=order.id:123"}}
+        400 {"error":{"code":"invalid_argument","message":"limit 0 must be between 1 and 1000"}}
+        400 {"error":{"code":"invalid_argument","message":"state \"done\" is not one of running, completed, failed"}}
+        400 {"error":{"code":"invalid_argument","message":"cursor \"zzz\" is not one this server returned"}}
         400 {"error":{"code":"invalid_argument","message":"key \"order.id\" must be NAME:VALUE, as in order.id:123"}}
+        400 {"error":{"code":"invalid_argument","message":"after \"x\" must be an event seq"}}
+        400 {"error":{"code":"invalid_argument","message":"Failed to deserialize query string: start_from: invalid digit found in string"}}
         400 {"error":{"code":"invalid_argument","message":"kind \"finished\" is not one of started, completed, failed, sla_breached, stuck, spec_violated, reopened"}}"#]]
     .assert_eq(&answers.join("\n"));
 }
