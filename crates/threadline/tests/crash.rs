@@ -190,7 +190,7 @@ async fn in_flight_processes_resume_after_sigkill_and_complete_once() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     post(&server, &producers(1 + N / 2, N / 2)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while running(&server).await < N as usize {
+    while (running(&server).await as u64) < N {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the processes never all showed as running"
