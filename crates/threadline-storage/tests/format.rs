@@ -1,0 +1,128 @@
+//! Format versioning: a data directory written by the first storage format (WAL segment,
+//! Parquet block, index with process rows and events) is committed under
+//! `tests/fixtures/format-v1`, and every later build must open it and read it all back.
+//!
+//! `THREADLINE_WRITE_FIXTURE=1 cargo nextest run -p threadline-storage --test format` writes
+//! the fixture again: only ever for a new format version, into a new directory.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use std::path::{Path, PathBuf};
+
+use threadline_core::id::TraceId;
+use threadline_core::span::Span;
+use threadline_ingest::convert::convert_otlp;
+use threadline_storage::processes::{ProcessChanges, ProcessRecord, RecordState, StoredEvent};
+use threadline_storage::store::{Store, StoreOptions};
+use threadline_testsuite::generate::{self, Shape, otlp_request};
+use threadline_testsuite::server::TempDir;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn spans(seed: u64) -> Vec<Span> {
+    convert_otlp(otlp_request(Shape { traces: 3, services: 3, seed })).spans
+}
+
+fn trace(seed: u64, n: usize) -> TraceId {
+    TraceId::from_bytes(generate::trace_id(seed, n)).unwrap()
+}
+
+fn row() -> ProcessRecord {
+    ProcessRecord {
+        id: trace(1, 0),
+        process_type: "checkout".into(),
+        state: RecordState::Completed,
+        mode: Some("structural".into()),
+        stuck: false,
+        sla_breached: true,
+        start_nanos: 1_700_000_000_000_000_000,
+        end_nanos: 1_700_000_001_000_000_000,
+        last_activity: 1_700_000_001_000_000_000,
+        spans: 3,
+        error_spans: 1,
+        traces: vec![trace(1, 0), trace(2, 0)],
+        keys: vec![("order.id".into(), "o-1".into())],
+        waiting: vec![],
+        failure: None,
+        spec_violations: Some(vec!["step payment/charge missing".into()]),
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn options() -> StoreOptions {
+    StoreOptions { track_applied: true, ..StoreOptions::default() }
+}
+
+#[test]
+fn the_first_format_version_opens_and_reads_back() {
+    runtime().block_on(async {
+        if std::env::var_os("THREADLINE_WRITE_FIXTURE").is_some() {
+            let _ = std::fs::remove_dir_all(fixture());
+            let (store, _) = Store::open(&fixture(), options()).await.unwrap();
+            let seqs = store.append_numbered(&[&spans(1)]).unwrap();
+            store
+                .apply_processes(&ProcessChanges {
+                    records: vec![row()],
+                    events: vec![StoredEvent {
+                        seq: 0,
+                        kind: "completed".into(),
+                        process_id: trace(1, 0),
+                        process_type: "checkout".into(),
+                        at: 7,
+                        detail: "structural".into(),
+                    }],
+                    applied_seq: Some(seqs[0]),
+                    ..ProcessChanges::default()
+                })
+                .unwrap();
+            store.flush().await.unwrap();
+            // A batch only in the WAL, not yet applied.
+            store.append(&[&spans(2)]).unwrap();
+            drop(store);
+            std::fs::remove_file(fixture().join("LOCK")).unwrap();
+        }
+
+        let dir = TempDir::new("format-v1").unwrap();
+        copy_dir(&fixture(), dir.path());
+        let (store, opened) = Store::open(dir.path(), options()).await.unwrap();
+        assert!(opened.wal_damage.is_empty() && opened.unreadable_blocks.is_empty(), "{opened:?}");
+        assert_eq!(opened.index_problem, None);
+        assert_eq!(opened.replayed.len(), 1);
+        assert_eq!(opened.replayed[0].1, spans(2));
+        let stats = store.stats();
+        assert_eq!((stats.blocks, stats.block_spans, stats.head_spans), (1, 9, 9));
+        for seed in [1, 2] {
+            let expected: Vec<Span> = {
+                let mut s: Vec<Span> =
+                    spans(seed).into_iter().filter(|s| s.trace_id == trace(seed, 1)).collect();
+                s.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+                s
+            };
+            assert_eq!(store.trace(trace(seed, 1)).await.unwrap(), expected, "seed {seed}");
+        }
+        assert_eq!(store.process(trace(1, 0)).unwrap(), Some(row()));
+        assert_eq!(store.process_of_trace(trace(2, 0)).unwrap(), Some(row()));
+        assert_eq!(store.processes_by_key("order.id", "o-1", 5).unwrap(), vec![row()]);
+        let events = store.events_after(0, 10).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].seq, events[0].kind.as_str(), events[0].at), (1, "completed", 7));
+    });
+}
