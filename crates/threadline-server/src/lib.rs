@@ -144,7 +144,7 @@ impl Server {
         resume(&store, &engine, &resumable, &opened.replayed).await;
         // What the WAL held goes to the engine before anything new.
         for (_, batch) in opened.replayed {
-            engine.feed(Arc::new(batch)).await;
+            engine.feed(batch).await;
         }
         if let Some(mark) = recovery_mark {
             engine.mark(mark).await;
@@ -307,7 +307,7 @@ async fn resume(
     store: &Store,
     engine: &engine_task::EngineHandle,
     running: &[threadline_core::id::TraceId],
-    replayed: &[(u64, Vec<threadline_core::span::Span>)],
+    replayed: &[(u64, Arc<Vec<threadline_core::span::Span>>)],
 ) {
     if running.is_empty() {
         return;

@@ -35,9 +35,8 @@ pub fn run(
             group_spans += next.len();
             group.push(next);
         }
-        let spans: Vec<Vec<_>> = group.iter_mut().map(Delivery::take_spans).collect();
-        let refs: Vec<&[_]> = spans.iter().map(Vec::as_slice).collect();
-        let result = store.append_numbered(&refs).map_err(|e| {
+        let spans: Vec<Arc<Vec<_>>> = group.iter_mut().map(|d| Arc::new(d.take_spans())).collect();
+        let result = store.append_shared(&spans).map_err(|e| {
             let message = threadline_core::error::chain(&e);
             tracing::error!(error = %message, batches = group.len(), "storing a group of batches failed; refused with 503");
             message
@@ -50,7 +49,7 @@ pub fn run(
         if let Ok(seqs) = result {
             for batch in spans {
                 // Waits when the engine is behind, which in turn fills the ingest queue.
-                runtime.block_on(engine.feed(Arc::new(batch)));
+                runtime.block_on(engine.feed(batch));
             }
             if let Some(&last) = seqs.last()
                 && (queue.is_empty() || last_mark.elapsed() >= MARK_EVERY)

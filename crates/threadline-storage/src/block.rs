@@ -295,7 +295,7 @@ fn status_from(name: &str) -> Option<StatusCode> {
 }
 
 /// Builds the record batch of `spans` (in the order given).
-fn to_batch(spans: &[Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -340,7 +340,7 @@ fn to_batch(spans: &[Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let mut scope_dropped = UInt32Builder::with_capacity(n);
     let mut scope_schema = StringBuilder::new();
 
-    for span in spans {
+    for &span in spans {
         trace_id.append_value(span.trace_id.as_bytes())?;
         span_id.append_value(span.span_id.as_bytes())?;
         match span.parent_span_id {
@@ -447,7 +447,20 @@ fn writer_properties() -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(1024)
-        .set_statistics_enabled(EnabledStatistics::Page)
+        // Statistics where lookups and queries prune: per page on trace_id, per row group on
+        // the top-level scalar columns; none on the nested attribute columns (the bulk).
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from("trace_id"), EnabledStatistics::Page)
+        .set_column_statistics_enabled(ColumnPath::from("service_name"), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(ColumnPath::from("name"), EnabledStatistics::Chunk)
+        .set_column_statistics_enabled(
+            ColumnPath::from("start_time_unix_nano"),
+            EnabledStatistics::Chunk,
+        )
+        .set_column_statistics_enabled(
+            ColumnPath::from("end_time_unix_nano"),
+            EnabledStatistics::Chunk,
+        )
         .set_column_bloom_filter_enabled(trace_id.clone(), true)
         .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
         .set_column_dictionary_enabled(trace_id, false)
@@ -463,13 +476,26 @@ fn writer_properties() -> WriterProperties {
 /// Sorts `spans` for lookup (trace id, then start time, then span id) and encodes them as a
 /// Parquet file.
 pub fn encode(spans: &mut [Span]) -> Result<Bytes, BlockError> {
-    spans.sort_by(|a, b| {
-        (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
-            b.trace_id,
-            b.start_time_unix_nano,
-            b.span_id,
-        ))
-    });
+    spans.sort_by(order);
+    let refs: Vec<&Span> = spans.iter().collect();
+    encode_sorted(&refs)
+}
+
+/// The same from borrowed spans (sorted here), so a caller holding them shared need not copy.
+pub fn encode_refs(spans: &mut [&Span]) -> Result<Bytes, BlockError> {
+    spans.sort_by(|a, b| order(a, b));
+    encode_sorted(spans)
+}
+
+fn order(a: &Span, b: &Span) -> std::cmp::Ordering {
+    (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
+        b.trace_id,
+        b.start_time_unix_nano,
+        b.span_id,
+    ))
+}
+
+fn encode_sorted(spans: &[&Span]) -> Result<Bytes, BlockError> {
     let path = || "(new)".to_owned();
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))

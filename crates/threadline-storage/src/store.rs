@@ -87,7 +87,7 @@ pub struct Opened {
     pub wal_damage: Vec<Damage>,
     /// WAL records not yet applied to the process table, in order, with their sequence
     /// numbers, for the caller to feed onward (the engine).
-    pub replayed: Vec<(u64, Vec<Span>)>,
+    pub replayed: Vec<(u64, Arc<Vec<Span>>)>,
     /// Blocks listed in the index but unreadable: reported and left out of reads.
     pub unreadable_blocks: Vec<String>,
     /// The last WAL record whose effects the process table holds (with `track_applied`).
@@ -98,23 +98,40 @@ pub struct Opened {
     pub rebuilt_blocks: usize,
 }
 
-/// Spans not yet in a block, grouped by trace.
+/// Spans not yet in a block: the batches as received (shared with the engine, not copied)
+/// and, per trace, where its spans are in them.
 #[derive(Debug, Default)]
 struct Head {
-    traces: HashMap<TraceId, Vec<Span>>,
+    batches: Vec<Arc<Vec<Span>>>,
+    traces: HashMap<TraceId, Vec<(u32, u32)>>,
     spans: usize,
     last_seq: u64,
     opened: Option<Instant>,
 }
 
 impl Head {
-    fn insert(&mut self, spans: &[Span], seq: u64) {
-        for span in spans {
-            self.traces.entry(span.trace_id).or_default().push(span.clone());
+    fn insert(&mut self, batch: &Arc<Vec<Span>>, seq: u64) {
+        let b = u32::try_from(self.batches.len()).unwrap_or(u32::MAX);
+        for (i, span) in batch.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            self.traces.entry(span.trace_id).or_default().push((b, i));
         }
-        self.spans += spans.len();
+        self.spans += batch.len();
+        self.batches.push(Arc::clone(batch));
         self.last_seq = seq;
         self.opened.get_or_insert_with(Instant::now);
+    }
+
+    fn trace(&self, trace_id: TraceId) -> impl Iterator<Item = &Span> {
+        self.traces
+            .get(&trace_id)
+            .into_iter()
+            .flatten()
+            .map(|&(b, i)| &self.batches[b as usize][i as usize])
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Span> {
+        self.batches.iter().flat_map(|b| b.iter())
     }
 }
 
@@ -273,6 +290,7 @@ impl Store {
         let (wal, recovery) = Wal::open(&wal_dir, options.wal, replay_from, |seq, payload| {
             match codec::decode_batch(payload) {
                 Ok(spans) => {
+                    let spans = Arc::new(spans);
                     // Already in a block: not again into the head.
                     if seq > flushed_seq {
                         heads.active.insert(&spans, seq);
@@ -299,11 +317,9 @@ impl Store {
         opened.replayed = replayed;
         opened.wal_damage = recovery.damage;
         let mut service_set: BTreeSet<String> = services.into_iter().collect();
-        for spans in heads.active.traces.values() {
-            for span in spans {
-                if !service_set.contains(span.service_name()) {
-                    service_set.insert(span.service_name().to_owned());
-                }
+        for span in heads.active.all() {
+            if !service_set.contains(span.service_name()) {
+                service_set.insert(span.service_name().to_owned());
             }
         }
         let store = Self {
@@ -325,10 +341,12 @@ impl Store {
     /// Makes a group of batches durable (one WAL commit) and readable. Blocking: call it from
     /// a thread that may wait on the disk. On error nothing of the group is kept.
     pub fn append(&self, batches: &[&[Span]]) -> Result<(), StoreError> {
-        self.append_inner(batches).map(drop)
+        self.append_numbered(batches).map(drop)
     }
 
-    fn append_inner(&self, batches: &[&[Span]]) -> Result<Vec<u64>, StoreError> {
+    /// Makes a group of batches durable and readable, keeping the batches themselves (shared,
+    /// not copied) until they are in a block; returns each batch's WAL sequence number.
+    pub fn append_shared(&self, batches: &[Arc<Vec<Span>>]) -> Result<Vec<u64>, StoreError> {
         let mut wal = self.wal.lock();
         let mut payload = Vec::new();
         let mut seqs = Vec::with_capacity(batches.len());
@@ -345,14 +363,14 @@ impl Store {
         let mut new_services = Vec::new();
         {
             let mut heads = self.heads.write();
-            for (spans, seq) in batches.iter().zip(seqs.iter().copied()) {
-                heads.active.insert(spans, seq);
+            for (batch, seq) in batches.iter().zip(seqs.iter().copied()) {
+                heads.active.insert(batch, seq);
             }
         }
         {
             let known = self.services.read();
             for spans in batches {
-                for span in *spans {
+                for span in spans.iter() {
                     let name = span.service_name();
                     if !known.contains(name) && !new_services.iter().any(|s: &String| s == name) {
                         new_services.push(name.to_owned());
@@ -374,7 +392,8 @@ impl Store {
     /// Makes a group of batches durable and readable; returns the WAL sequence number of each
     /// batch. See [`Store::append`].
     pub fn append_numbered(&self, batches: &[&[Span]]) -> Result<Vec<u64>, StoreError> {
-        self.append_inner(batches)
+        let shared: Vec<Arc<Vec<Span>>> = batches.iter().map(|b| Arc::new(b.to_vec())).collect();
+        self.append_shared(&shared)
     }
 
     /// Fsyncs the WAL when the interval policy says it is time; for a periodic caller.
@@ -430,9 +449,10 @@ impl Store {
             idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value())
         };
         let path = block_path(id);
-        let mut spans: Vec<Span> = head.traces.values().flatten().cloned().collect();
-        let (bytes, spans) = tokio::task::spawn_blocking(move || {
-            block::encode(&mut spans).map(|bytes| (bytes, spans))
+        let shared = Arc::clone(head);
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut spans: Vec<&Span> = shared.all().collect();
+            block::encode_refs(&mut spans)
         })
         .await
         .map_err(|e| StoreError::Corrupt { message: format!("block encoder stopped: {e}") })??;
@@ -441,9 +461,9 @@ impl Store {
             |source| StoreError::Block(BlockError::Store { path: path.clone(), source }),
         )?;
         let block = OpenBlock::open(Arc::clone(&self.objects), &path, size).await?;
-        let min_start = spans.iter().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
-        let max_start = spans.iter().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
-        let count = spans.len() as u64;
+        let min_start = head.all().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
+        let max_start = head.all().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
+        let count = head.spans as u64;
         let services = self.services.read().clone();
         let write = async {
             let mut tx = idx(self.index.begin_write(), "writing the index")?;
@@ -545,9 +565,7 @@ impl Store {
         {
             let heads = self.heads.read();
             for head in heads.frozen.iter().map(|h| &**h).chain([&heads.active]) {
-                if let Some(found) = head.traces.get(&trace_id) {
-                    spans.extend(found.iter().cloned());
-                }
+                spans.extend(head.trace(trace_id).cloned());
             }
         }
         let block_ids: Vec<u64> = {

@@ -106,7 +106,7 @@ fn the_first_format_version_opens_and_reads_back() {
         assert!(opened.wal_damage.is_empty() && opened.unreadable_blocks.is_empty(), "{opened:?}");
         assert_eq!(opened.index_problem, None);
         assert_eq!(opened.replayed.len(), 1);
-        assert_eq!(opened.replayed[0].1, spans(2));
+        assert_eq!(*opened.replayed[0].1, spans(2));
         let stats = store.stats();
         assert_eq!((stats.blocks, stats.block_spans, stats.head_spans), (1, 9, 9));
         for seed in [1, 2] {

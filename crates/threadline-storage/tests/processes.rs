@@ -215,7 +215,7 @@ fn the_wal_is_kept_until_the_engine_has_applied_it() {
         }
         let (store, opened) = Store::open(dir.path(), options(true)).await.unwrap();
         assert_eq!(opened.replayed.len(), 1, "only what the table lacks goes back to the engine");
-        assert_eq!(opened.replayed[0].1, spans[5..].to_vec());
+        assert_eq!(*opened.replayed[0].1, spans[5..].to_vec());
         assert_eq!(store.stats().head_spans, 0, "what is in a block is not put back in the head");
         assert_eq!(store.trace(spans[0].trace_id).await.unwrap().len(), 10);
     });

@@ -122,7 +122,8 @@ fn batches_not_yet_in_a_block_come_back_from_the_wal() {
         }
         let (store, opened) = open(dir.path()).await;
         assert_eq!(opened.replayed_records, 3);
-        let replayed: Vec<Vec<Span>> = opened.replayed.into_iter().map(|(_, b)| b).collect();
+        let replayed: Vec<Vec<Span>> =
+            opened.replayed.into_iter().map(|(_, b)| b.to_vec()).collect();
         assert_eq!(replayed, batches[1..].to_vec(), "replayed in order, for the engine");
         for seed in 1..=4 {
             let id = trace_of(seed, 11);
