@@ -332,6 +332,8 @@ pub struct StoreStatus {
     pub block_bytes: u64,
     /// Blocks deleted by retention since start.
     pub deleted_blocks: u64,
+    /// Small blocks merged by compaction since start.
+    pub compacted_blocks: u64,
     /// Block reads that failed (a damaged block) since start.
     pub read_errors: u64,
     pub wal_segments: u64,

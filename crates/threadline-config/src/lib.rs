@@ -145,6 +145,8 @@ pub struct Storage {
     pub retention_hours: u64,
     /// When blocks take more bytes than this, the oldest are deleted (0: no limit).
     pub max_block_bytes: u64,
+    /// Blocks smaller than this are merged, several at a time, into bigger ones.
+    pub compact_below_bytes: u64,
 }
 
 impl Default for Storage {
@@ -157,6 +159,7 @@ impl Default for Storage {
             flush_interval_secs: 10,
             retention_hours: 7 * 24,
             max_block_bytes: 0,
+            compact_below_bytes: 16 << 20,
         }
     }
 }

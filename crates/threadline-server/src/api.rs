@@ -136,6 +136,7 @@ async fn status(State(state): State<ApiState>) -> Json<StatusResponse> {
             block_spans: store.block_spans,
             block_bytes: store.block_bytes,
             deleted_blocks: store.deleted_blocks,
+            compacted_blocks: store.compacted_blocks,
             read_errors: store.read_errors,
             wal_segments: store.wal_segments,
             wal_bytes: store.wal_bytes,

@@ -366,17 +366,20 @@ fn store_options(storage: &threadline_config::Storage) -> StoreOptions {
         flush_interval: Duration::from_secs(storage.flush_interval_secs),
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
+        compact_below_bytes: storage.compact_below_bytes,
         track_applied: false,
     }
 }
 
 /// Background upkeep of the store: writes the head as a block when due, fsyncs the WAL on
-/// the interval policy, and applies retention once a minute. Failures are logged and
-/// retried on the next tick; none of this blocks ingest.
+/// the interval policy, merges small blocks every 10 seconds and applies retention once a
+/// minute. Failures are logged and retried on the next tick; none of this blocks ingest.
 async fn maintain(store: Arc<Store>, stop: CancellationToken) {
     const TICK: Duration = Duration::from_millis(100);
     const RETENTION_EVERY: Duration = Duration::from_secs(60);
+    const COMPACT_EVERY: Duration = Duration::from_secs(10);
     let mut last_retention = tokio::time::Instant::now();
+    let mut last_compaction = tokio::time::Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -389,6 +392,16 @@ async fn maintain(store: Arc<Store>, stop: CancellationToken) {
             && let Err(e) = store.flush().await
         {
             tracing::error!(error = %threadline_core::error::chain(&e), "writing a block failed; retrying");
+        }
+        if last_compaction.elapsed() >= COMPACT_EVERY {
+            last_compaction = tokio::time::Instant::now();
+            match store.compact().await {
+                Ok(0) => {}
+                Ok(merged) => tracing::info!(blocks = merged, "small blocks compacted"),
+                Err(e) => {
+                    tracing::error!(error = %threadline_core::error::chain(&e), "compaction failed");
+                }
+            }
         }
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();

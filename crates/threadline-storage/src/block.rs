@@ -508,6 +508,42 @@ fn encode_sorted(spans: &[&Span]) -> Result<Bytes, BlockError> {
     Ok(Bytes::from(out))
 }
 
+/// Merges the record batches of several blocks into one block's Parquet bytes, in block
+/// order (trace id, start time, span id), without turning rows back into spans: what
+/// compaction does, at columnar cost.
+pub fn merge(batches: &[RecordBatch]) -> Result<Bytes, BlockError> {
+    let path = || "(compacted)".to_owned();
+    let arrow = |source| BlockError::Arrow { path: path(), source };
+    let all = arrow_select::concat::concat_batches(&schema(), batches).map_err(arrow)?;
+    let ids = all.column(0).as_fixed_size_binary();
+    let starts = all.column(6).as_primitive::<UInt64Type>();
+    let span_ids = all.column(1).as_fixed_size_binary();
+    let mut order: Vec<u32> = (0..u32::try_from(all.num_rows()).unwrap_or(u32::MAX)).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        (ids.value(a), starts.value(a), span_ids.value(a)).cmp(&(
+            ids.value(b),
+            starts.value(b),
+            span_ids.value(b),
+        ))
+    });
+    let indices = arrow_array::UInt32Array::from(order);
+    let sorted = arrow_select::take::take_record_batch(&all, &indices).map_err(arrow)?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))
+        .map_err(|source| BlockError::Parquet { path: path(), source })?;
+    let mut offset = 0;
+    while offset < sorted.num_rows() {
+        let len = ROW_GROUP_ROWS.min(sorted.num_rows() - offset);
+        writer
+            .write(&sorted.slice(offset, len))
+            .map_err(|source| BlockError::Parquet { path: path(), source })?;
+        offset += len;
+    }
+    writer.close().map_err(|source| BlockError::Parquet { path: path(), source })?;
+    Ok(Bytes::from(out))
+}
+
 /// Writes `spans` as a block at `path` in `store`; returns its summary.
 pub async fn write(
     store: &dyn ObjectStore,
@@ -653,6 +689,19 @@ impl OpenBlock {
             }
         }
         Ok(ids)
+    }
+
+    /// Every row of the block as Arrow record batches (for compaction).
+    pub async fn batches(&self) -> Result<Vec<RecordBatch>, BlockError> {
+        let stream = self
+            .builder()
+            .with_batch_size(ROW_GROUP_ROWS)
+            .build()
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        stream
+            .try_collect()
+            .await
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })
     }
 
     /// Every span in the block, in block order.

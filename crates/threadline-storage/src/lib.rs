@@ -41,6 +41,8 @@ pub struct StoreStats {
     pub block_bytes: u64,
     /// Blocks deleted by retention since start.
     pub deleted_blocks: u64,
+    /// Small blocks merged into bigger ones since start.
+    pub compacted_blocks: u64,
     /// Block reads that failed (damaged blocks) since start.
     pub read_errors: u64,
     pub wal_segments: u64,

@@ -28,6 +28,11 @@ use crate::data_dir::DataDir;
 use crate::wal::{Damage, Wal, WalError, WalOptions};
 use crate::{StoreError, StoreStats};
 
+/// Compaction merges at least this many small blocks at once...
+pub const COMPACT_MIN_BLOCKS: usize = 4;
+/// ...and at most this many spans into one block.
+pub const COMPACT_MAX_SPANS: u64 = 1_000_000;
+
 /// Index format version, kept in the index's metadata table.
 pub const INDEX_VERSION: u64 = 1;
 
@@ -57,6 +62,8 @@ pub struct StoreOptions {
     pub retention: Duration,
     /// When blocks take more bytes than this, the oldest are deleted.
     pub max_block_bytes: Option<u64>,
+    /// Blocks smaller than this are merged by [`Store::compact`].
+    pub compact_below_bytes: u64,
     /// The caller applies each WAL record's effects to the process table and reports how far
     /// with [`crate::processes::ProcessChanges::applied_seq`]: the WAL is then kept until
     /// applied, and a restart hands back every record not yet applied.
@@ -72,6 +79,7 @@ impl Default for StoreOptions {
             flush_interval: Duration::from_secs(10),
             retention: Duration::from_secs(7 * 24 * 3600),
             max_block_bytes: None,
+            compact_below_bytes: 16 << 20,
             track_applied: false,
         }
     }
@@ -147,6 +155,7 @@ struct Counters {
     spans_in_blocks: u64,
     block_bytes: u64,
     deleted_blocks: u64,
+    compacted_blocks: u64,
     read_errors: u64,
     last_error: Option<String>,
 }
@@ -173,6 +182,7 @@ struct BlockEntry {
     block: OpenBlock,
     spans: u64,
     bytes: u64,
+    min_start: u64,
     max_start: u64,
 }
 
@@ -265,13 +275,14 @@ impl Store {
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
         let mut blocks = HashMap::new();
         let mut counters = Counters::default();
-        for (id, (spans, bytes, _min, max_start)) in block_rows {
+        for (id, (spans, bytes, min_start, max_start)) in block_rows {
             let path = block_path(id);
             match OpenBlock::open(Arc::clone(&objects), &path, bytes).await {
                 Ok(block) => {
                     counters.spans_in_blocks += spans;
                     counters.block_bytes += bytes;
-                    blocks.insert(id, Arc::new(BlockEntry { block, spans, bytes, max_start }));
+                    let entry = BlockEntry { block, spans, bytes, min_start, max_start };
+                    blocks.insert(id, Arc::new(entry));
                 }
                 Err(e) => {
                     let message = threadline_core::error::chain(&e);
@@ -443,11 +454,7 @@ impl Store {
     }
 
     async fn write_block(&self, head: &Arc<Head>) -> Result<u64, StoreError> {
-        let id = {
-            let read = idx(self.index.begin_read(), "reading the index")?;
-            let meta = idx(read.open_table(META), "reading index metadata")?;
-            idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value())
-        };
+        let id = self.next_block_id()?;
         let path = block_path(id);
         let shared = Arc::clone(head);
         let bytes = tokio::task::spawn_blocking(move || {
@@ -499,9 +506,10 @@ impl Store {
             let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
             return Err(e);
         }
-        self.blocks
-            .write()
-            .insert(id, Arc::new(BlockEntry { block, spans: count, bytes: size, max_start }));
+        self.blocks.write().insert(
+            id,
+            Arc::new(BlockEntry { block, spans: count, bytes: size, min_start, max_start }),
+        );
         let mut counters = self.counters.lock();
         counters.spans_in_blocks += count;
         counters.block_bytes += size;
@@ -568,24 +576,17 @@ impl Store {
                 spans.extend(head.trace(trace_id).cloned());
             }
         }
-        let block_ids: Vec<u64> = {
-            let read = idx(self.index.begin_read(), "reading the index")?;
-            let table = idx(read.open_table(TRACE_BLOCKS), "reading the trace index")?;
-            let from = trace_key(trace_id, 0);
-            let to = trace_key(trace_id, u64::MAX);
-            let mut ids = Vec::new();
-            for entry in idx(table.range(&from[..]..=&to[..]), "reading the trace index")? {
-                let (key, _) = idx(entry, "reading the trace index")?;
-                let mut id = [0u8; 8];
-                id.copy_from_slice(&key.value()[16..]);
-                ids.push(u64::from_be_bytes(id));
-            }
-            ids
-        };
-        let entries: Vec<Arc<BlockEntry>> = {
+        // A compaction may swap blocks between reading the index and the block list: read
+        // again then, and the index names the merged block.
+        let mut entries: Vec<Arc<BlockEntry>> = Vec::new();
+        for _ in 0..3 {
+            let block_ids = self.blocks_of_trace(trace_id)?;
             let blocks = self.blocks.read();
-            block_ids.iter().filter_map(|id| blocks.get(id).cloned()).collect()
-        };
+            entries = block_ids.iter().filter_map(|id| blocks.get(id).cloned()).collect();
+            if entries.len() == block_ids.len() {
+                break;
+            }
+        }
         for entry in entries {
             match entry.block.trace(trace_id).await {
                 Ok(found) => spans.extend(found),
@@ -601,6 +602,125 @@ impl Store {
         // A span can be seen twice while its head is being indexed as a block.
         spans.dedup_by(|a, b| a == b);
         Ok(spans)
+    }
+
+    fn blocks_of_trace(&self, trace_id: TraceId) -> Result<Vec<u64>, StoreError> {
+        let read = idx(self.index.begin_read(), "reading the index")?;
+        let table = idx(read.open_table(TRACE_BLOCKS), "reading the trace index")?;
+        let from = trace_key(trace_id, 0);
+        let to = trace_key(trace_id, u64::MAX);
+        let mut ids = Vec::new();
+        for entry in idx(table.range(&from[..]..=&to[..]), "reading the trace index")? {
+            let (key, _) = idx(entry, "reading the trace index")?;
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&key.value()[16..]);
+            ids.push(u64::from_be_bytes(id));
+        }
+        Ok(ids)
+    }
+
+    /// Merges the oldest run of small blocks (at least [`COMPACT_MIN_BLOCKS`] blocks under
+    /// `compact_below_bytes`, at most [`COMPACT_MAX_SPANS`] spans together) into one block, so
+    /// lookups touch fewer files. Returns how many blocks were merged (0: nothing to do).
+    /// Reads never miss a span: the merged block is indexed before the small ones go.
+    pub async fn compact(&self) -> Result<usize, StoreError> {
+        let _guard = self.maintenance.lock().await;
+        let run: Vec<(u64, Arc<BlockEntry>)> = {
+            let blocks = self.blocks.read();
+            let mut small: Vec<(u64, Arc<BlockEntry>)> = blocks
+                .iter()
+                .filter(|(_, b)| b.bytes < self.options.compact_below_bytes)
+                .map(|(id, b)| (*id, Arc::clone(b)))
+                .collect();
+            small.sort_by_key(|(id, _)| *id);
+            let mut run = Vec::new();
+            let mut spans = 0;
+            for (id, entry) in small {
+                if !run.is_empty() && spans + entry.spans > COMPACT_MAX_SPANS {
+                    break;
+                }
+                spans += entry.spans;
+                run.push((id, entry));
+            }
+            run
+        };
+        if run.len() < COMPACT_MIN_BLOCKS {
+            return Ok(0);
+        }
+        let mut batches = Vec::new();
+        let mut old_traces: Vec<(u64, Vec<TraceId>)> = Vec::new();
+        for (id, entry) in &run {
+            old_traces.push((*id, entry.block.trace_ids().await?));
+            batches.extend(entry.block.batches().await?);
+        }
+        let bytes =
+            tokio::task::spawn_blocking(move || block::merge(&batches)).await.map_err(|e| {
+                StoreError::Corrupt { message: format!("block compaction stopped: {e}") }
+            })??;
+        let id = self.next_block_id()?;
+        let path = block_path(id);
+        let size = bytes.len() as u64;
+        self.objects.put(&ObjectPath::from(path.as_str()), bytes.into()).await.map_err(
+            |source| StoreError::Block(BlockError::Store { path: path.clone(), source }),
+        )?;
+        let block = OpenBlock::open(Arc::clone(&self.objects), &path, size).await?;
+        let spans: u64 = run.iter().map(|(_, b)| b.spans).sum();
+        let min_start = run.iter().map(|(_, b)| b.min_start).min().unwrap_or(0);
+        let max_start = run.iter().map(|(_, b)| b.max_start).max().unwrap_or(0);
+        let ctx = "indexing a compacted block";
+        let written = (|| {
+            let mut tx = idx(self.index.begin_write(), ctx)?;
+            tx.set_durability(redb::Durability::Immediate)
+                .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
+            {
+                let mut blocks = idx(tx.open_table(BLOCKS), ctx)?;
+                let mut traces = idx(tx.open_table(TRACE_BLOCKS), ctx)?;
+                idx(blocks.insert(id, (spans, size, min_start, max_start)), ctx)?;
+                for (old, trace_ids) in &old_traces {
+                    idx(blocks.remove(*old), ctx)?;
+                    for trace_id in trace_ids {
+                        idx(traces.insert(&trace_key(*trace_id, id)[..], ()), ctx)?;
+                        idx(traces.remove(&trace_key(*trace_id, *old)[..]), ctx)?;
+                    }
+                }
+                let mut meta = idx(tx.open_table(META), ctx)?;
+                idx(meta.insert(META_NEXT_BLOCK, id + 1), ctx)?;
+            }
+            idx(tx.commit(), ctx)
+        })();
+        if let Err(e) = written {
+            let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
+            return Err(e);
+        }
+        {
+            let mut blocks = self.blocks.write();
+            blocks.insert(
+                id,
+                Arc::new(BlockEntry { block, spans, bytes: size, min_start, max_start }),
+            );
+            for (old, _) in &run {
+                blocks.remove(old);
+            }
+        }
+        let old_bytes: u64 = run.iter().map(|(_, b)| b.bytes).sum();
+        {
+            let mut counters = self.counters.lock();
+            counters.block_bytes = counters.block_bytes - old_bytes + size;
+            counters.compacted_blocks += run.len() as u64;
+        }
+        for (old, _) in &run {
+            let path = block_path(*old);
+            if let Err(e) = self.objects.delete(&ObjectPath::from(path.as_str())).await {
+                tracing::warn!(block = %path, error = %e, "deleting a compacted block failed; it is no longer read");
+            }
+        }
+        Ok(run.len())
+    }
+
+    fn next_block_id(&self) -> Result<u64, StoreError> {
+        let read = idx(self.index.begin_read(), "reading the index")?;
+        let meta = idx(read.open_table(META), "reading index metadata")?;
+        Ok(idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value()))
     }
 
     /// Names of every service seen, sorted.
@@ -623,6 +743,7 @@ impl Store {
             block_spans: counters.spans_in_blocks,
             block_bytes: counters.block_bytes,
             deleted_blocks: counters.deleted_blocks,
+            compacted_blocks: counters.compacted_blocks,
             read_errors: counters.read_errors,
             wal_segments: wal_segments as u64,
             wal_bytes,

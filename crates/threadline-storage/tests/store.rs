@@ -258,3 +258,49 @@ fn a_second_store_on_the_same_directory_is_refused() {
         assert!(error.to_string().contains("in use"), "{error}");
     });
 }
+
+#[test]
+fn small_blocks_are_compacted_into_one_and_every_trace_still_reads() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-compact").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=6).map(|seed| batch(seed, 25)).collect();
+        {
+            let (store, _) = open(dir.path()).await;
+            for b in &batches {
+                store.append(&[b.as_slice()]).unwrap();
+                store.flush().await.unwrap();
+            }
+            assert_eq!(store.stats().blocks, 6);
+            assert_eq!(store.compact().await.unwrap(), 6);
+            let stats = store.stats();
+            assert_eq!((stats.blocks, stats.block_spans, stats.compacted_blocks), (1, 600, 6));
+            for seed in 1..=6 {
+                let id = trace_of(seed, 13);
+                assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+            }
+            assert_eq!(store.compact().await.unwrap(), 0, "one block is not a run");
+        }
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("blocks/spans")).unwrap().collect();
+        assert_eq!(files.len(), 1, "the small blocks' files are gone");
+        let (store, opened) = open(dir.path()).await;
+        assert!(opened.unreadable_blocks.is_empty());
+        for seed in 1..=6 {
+            let id = trace_of(seed, 24);
+            assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id));
+        }
+    });
+}
+
+#[test]
+fn fewer_small_blocks_than_a_run_are_left_alone() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-compact-few").unwrap();
+        let (store, _) = open(dir.path()).await;
+        for seed in 1..=3 {
+            store.append(&[batch(seed, 5).as_slice()]).unwrap();
+            store.flush().await.unwrap();
+        }
+        assert_eq!(store.compact().await.unwrap(), 0);
+        assert_eq!(store.stats().blocks, 3);
+    });
+}
