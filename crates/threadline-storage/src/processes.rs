@@ -400,10 +400,51 @@ impl Tables<'_> {
         Ok(old)
     }
 
-    fn insert_row(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
+    /// Writes a row, touching only the index entries that changed since its previous version.
+    fn upsert(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
         let ctx = WRITE_CTX;
         let id = record.id;
-        idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
+        let old = idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))?;
+        let Some(old) = old else {
+            return self.insert_entries(record);
+        };
+        for t in record.traces.iter().filter(|t| !old.traces.contains(t)) {
+            idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
+        }
+        for (k, v) in old.keys.iter().filter(|kv| !record.keys.contains(kv)) {
+            if let Some(entry) = key_entry(k, v, Some(id)) {
+                idx(self.keys.remove(entry.as_slice()), ctx)?;
+            }
+        }
+        for (k, v) in record.keys.iter().filter(|kv| !old.keys.contains(kv)) {
+            if let Some(entry) = key_entry(k, v, Some(id)) {
+                idx(self.keys.insert(entry.as_slice(), ()), ctx)?;
+            }
+        }
+        if old.start_nanos != record.start_nanos {
+            idx(self.by_start.remove(&time_entry(old.start_nanos, id)[..]), ctx)?;
+            idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
+        }
+        if old.start_nanos != record.start_nanos || old.process_type != record.process_type {
+            idx(self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()), ctx)?;
+            idx(self.by_type.insert(type_entry(&record.process_type, record.start_nanos, id).as_slice(), ()), ctx)?;
+        }
+        let (was, is) = (old.state == RecordState::Running, record.state == RecordState::Running);
+        if was && !is {
+            idx(self.running.remove(&id.as_bytes()[..]), ctx)?;
+        } else if is && !was {
+            idx(self.running.insert(&id.as_bytes()[..], ()), ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Every index entry of a new row.
+    fn insert_entries(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
+        let ctx = WRITE_CTX;
+        let id = record.id;
         for t in &record.traces {
             idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
         }
@@ -467,8 +508,7 @@ impl Store {
                 }
             }
             for record in &changes.records {
-                tables.remove_row(record.id)?;
-                tables.insert_row(record)?;
+                tables.upsert(record)?;
             }
             let mut next = idx(meta.get(META_NEXT_EVENT), ctx)?.map_or(1, |v| v.value());
             for event in &changes.events {
