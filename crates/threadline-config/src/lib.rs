@@ -147,6 +147,12 @@ pub struct Storage {
     pub max_block_bytes: u64,
     /// Blocks smaller than this are merged, several at a time, into bigger ones.
     pub compact_below_bytes: u64,
+    /// Where span blocks go: `<data dir>/blocks` when absent, else `file:///dir` or
+    /// `s3://bucket/prefix`.
+    pub blocks_url: Option<String>,
+    /// Settings of the block store for that URL (for S3: `aws_endpoint`, `aws_region`,
+    /// `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`, ...).
+    pub blocks_options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Storage {
@@ -160,6 +166,8 @@ impl Default for Storage {
             retention_hours: 7 * 24,
             max_block_bytes: 0,
             compact_below_bytes: 16 << 20,
+            blocks_url: None,
+            blocks_options: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -87,7 +87,7 @@ impl Server {
         data_dir: &Path,
         specs: &threadline_config::spec::SpecFile,
     ) -> Result<Self, ServerError> {
-        let (store, opened) = Store::open(data_dir, store_options(&config.storage)).await?;
+        let (store, opened) = Store::open(data_dir, store_options(&config.storage)?).await?;
         let store = Arc::new(store);
         let resumable = store.running_processes()?;
         tracing::info!(
@@ -348,9 +348,19 @@ async fn resume(
 }
 
 /// The store's settings from the `[storage]` section of the config.
-fn store_options(storage: &threadline_config::Storage) -> StoreOptions {
+fn store_options(
+    storage: &threadline_config::Storage,
+) -> Result<StoreOptions, threadline_storage::StoreError> {
     use threadline_config::Fsync;
-    StoreOptions {
+    let blocks = match &storage.blocks_url {
+        Some(url) => {
+            let options: Vec<(String, String)> =
+                storage.blocks_options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            Some(threadline_storage::objects::open(url, &options)?)
+        }
+        None => None,
+    };
+    Ok(StoreOptions {
         wal: WalOptions {
             segment_bytes: storage.wal_segment_bytes,
             fsync: match storage.fsync {
@@ -361,14 +371,14 @@ fn store_options(storage: &threadline_config::Storage) -> StoreOptions {
                 Fsync::Never => FsyncPolicy::Never,
             },
         },
-        blocks: None,
+        blocks,
         flush_spans: storage.flush_spans,
         flush_interval: Duration::from_secs(storage.flush_interval_secs),
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
         compact_below_bytes: storage.compact_below_bytes,
-        track_applied: false,
-    }
+        track_applied: true,
+    })
 }
 
 /// Background upkeep of the store: writes the head as a block when due, fsyncs the WAL on

@@ -5,6 +5,7 @@
 pub mod block;
 pub mod codec;
 pub mod data_dir;
+pub mod objects;
 pub mod processes;
 pub mod store;
 pub mod wal;
@@ -28,6 +29,8 @@ pub enum StoreError {
     Index { context: String, message: String },
     #[error("{message}")]
     Corrupt { message: String },
+    #[error("{message}")]
+    Config { message: String },
 }
 
 /// Counts a store reports about itself.

@@ -429,8 +429,17 @@ impl Tables<'_> {
             idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
         }
         if old.start_nanos != record.start_nanos || old.process_type != record.process_type {
-            idx(self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()), ctx)?;
-            idx(self.by_type.insert(type_entry(&record.process_type, record.start_nanos, id).as_slice(), ()), ctx)?;
+            idx(
+                self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()),
+                ctx,
+            )?;
+            idx(
+                self.by_type.insert(
+                    type_entry(&record.process_type, record.start_nanos, id).as_slice(),
+                    (),
+                ),
+                ctx,
+            )?;
         }
         let (was, is) = (old.state == RecordState::Running, record.state == RecordState::Running);
         if was && !is {

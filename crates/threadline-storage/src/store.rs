@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt as _;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -245,19 +244,7 @@ impl Store {
 
         let objects: Arc<dyn ObjectStore> = match &options.blocks {
             Some(store) => Arc::clone(store),
-            None => {
-                let blocks_dir = path.join("blocks");
-                std::fs::create_dir_all(&blocks_dir).map_err(|source| StoreError::Io {
-                    context: format!("creating {}", blocks_dir.display()),
-                    source,
-                })?;
-                Arc::new(LocalFileSystem::new_with_prefix(&blocks_dir).map_err(|e| {
-                    StoreError::Block(BlockError::Store {
-                        path: blocks_dir.display().to_string(),
-                        source: e,
-                    })
-                })?)
-            }
+            None => crate::objects::local(&path.join("blocks"))?,
         };
 
         if opened.index_problem.is_some() {
