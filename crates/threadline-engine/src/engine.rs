@@ -1,7 +1,6 @@
 //! One shard of the process engine. See the crate documentation for the model; the rules are
 //! in `docs/engine.md`.
 
-use std::collections::BTreeSet;
 use std::hash::BuildHasher as _;
 
 use thin_vec::ThinVec;
@@ -124,11 +123,22 @@ pub struct ProcessView {
     pub error_spans: u32,
     /// The process's own trace first, then the traces that joined it.
     pub traces: Vec<TraceId>,
-    pub keys: Vec<(String, String)>,
     pub waiting_for: Vec<Waiting>,
     pub failure: Option<String>,
     /// The spec check of its last completion, for a process of a declared type.
     pub spec: Option<SpecResult>,
+}
+
+/// What [`Engine::drain_changes`] returns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Every process changed since the last drain, once, as it is now.
+    pub views: Vec<ProcessView>,
+    /// Processes folded into another: (folded id, id of the process it joined).
+    pub removed: Vec<(TraceId, TraceId)>,
+    /// Business keys found on spans: (process id, key, value). A process's keys are every
+    /// key ever reported for it or for a process folded into it.
+    pub keys: Vec<(TraceId, String, String)>,
 }
 
 /// Mergeable aggregates of one process type, by name.
@@ -351,8 +361,6 @@ pub struct Exported {
     /// Service and operation of each step seen, in order.
     steps: Vec<(String, String)>,
     type_name: Option<String>,
-    /// Key names of the process's keys, in order.
-    keys: Vec<String>,
 }
 
 /// A consumption of a message that lives in another shard.
@@ -410,8 +418,9 @@ pub struct Engine {
     free: Vec<u32>,
     generations: Vec<u32>,
     by_trace: HashMap<TraceId, u32>,
-    /// (hash of key and value, slot): a range scan finds every process with a key.
-    by_key: BTreeSet<(u64, u32)>,
+    /// Business keys found since the last `drain_changes`: (process id, key, value). The
+    /// engine keeps no keys itself; the process table does.
+    found_keys: Vec<(TraceId, String, String)>,
     timers: Timers,
     channels: Vec<ChannelState>,
     channel_ids: HashMap<(u32, u32), u32>,
@@ -429,8 +438,8 @@ pub struct Engine {
     learned: Vec<(String, String, String)>,
     /// Processes changed since the last `drain_changes` (slot, generation).
     dirty: Vec<(u32, u32)>,
-    /// Process ids folded into another process since the last `drain_changes`.
-    removed: Vec<TraceId>,
+    /// Processes folded into another since the last `drain_changes`: (folded, into).
+    removed: Vec<(TraceId, TraceId)>,
     /// Changed processes dropped (finished and retained long enough) before being drained.
     unreported: Vec<ProcessView>,
     now: u64,
@@ -455,7 +464,7 @@ impl Engine {
             free: Vec::new(),
             generations: Vec::new(),
             by_trace: HashMap::default(),
-            by_key: BTreeSet::new(),
+            found_keys: Vec::new(),
             timers: Timers::default(),
             channels: Vec::new(),
             channel_ids: HashMap::default(),
@@ -550,10 +559,10 @@ impl Engine {
         std::mem::take(&mut self.events)
     }
 
-    /// Processes changed since the last call (new spans, keys, state or flags), as they are
-    /// now, and the ids of processes that were folded into another one and are gone: what a
-    /// process table needs to stay current.
-    pub fn drain_changes(&mut self) -> (Vec<ProcessView>, Vec<TraceId>) {
+    /// What changed since the last call, for a process table to stay current: processes
+    /// changed (new spans, state or flags) as they are now, processes folded into another,
+    /// and business keys found.
+    pub fn drain_changes(&mut self) -> Changes {
         let dirty = std::mem::take(&mut self.dirty);
         let mut views = std::mem::take(&mut self.unreported);
         views.reserve(dirty.len());
@@ -568,13 +577,18 @@ impl Engine {
                 views.push(view);
             }
         }
-        (views, std::mem::take(&mut self.removed))
+        Changes {
+            views,
+            removed: std::mem::take(&mut self.removed),
+            keys: std::mem::take(&mut self.found_keys),
+        }
     }
 
     /// True when [`Engine::drain_changes`] or [`Engine::drain_events`] has something.
     pub fn has_changes(&self) -> bool {
         !self.dirty.is_empty()
             || !self.removed.is_empty()
+            || !self.found_keys.is_empty()
             || !self.unreported.is_empty()
             || !self.events.is_empty()
     }
@@ -803,15 +817,14 @@ impl Engine {
             .map(|e| e.steps.iter().map(|s| (name(s.service), name(s.operation))).collect())
             .unwrap_or_default();
         let type_name = (process.type_id != 0).then(|| name(process.type_id));
-        let keys = process.keys.iter().map(|(k, _)| name(*k)).collect();
-        Some(Exported { process, pending, consumed, steps, type_name, keys })
+        Some(Exported { process, pending, consumed, steps, type_name })
     }
 
     /// Takes in a process exported by another shard, joining it to a process here that holds
     /// one of its traces, if any. Interned ids are translated by name.
     pub fn import(&mut self, exported: Exported, now: u64) {
         self.advance(now);
-        let Exported { mut process, pending, consumed, steps, type_name, keys } = exported;
+        let Exported { mut process, pending, consumed, steps, type_name } = exported;
         // Dirty in the shard it came from; dirty here once placed.
         process.clear(DIRTY);
         for (message, (system, destination, groups)) in process.pending.iter_mut().zip(pending) {
@@ -827,9 +840,6 @@ impl Engine {
             }
         }
         process.type_id = type_name.map_or(0, |name| self.strings.intern(&name));
-        for (key, name) in process.keys.iter_mut().zip(&keys) {
-            key.0 = self.strings.intern(name);
-        }
         if let Some(extra) = process.extra.as_mut() {
             extra.consumed = consumed.iter().map(|(m, g)| (*m, self.strings.intern(g))).collect();
             for (step, (service, operation)) in extra.steps.iter_mut().zip(&steps) {
@@ -843,11 +853,10 @@ impl Engine {
         let running = process.state == State::Running;
         let slot = match existing {
             Some(into) => {
-                for (key, value) in &process.keys {
-                    self.by_key.insert((key_hash(*key, value), into));
-                }
-                if self.slots[into as usize].as_ref().is_some_and(|p| p.id != process.id) {
-                    self.removed.push(process.id);
+                if let Some(target) =
+                    self.slots[into as usize].as_ref().filter(|p| p.id != process.id)
+                {
+                    self.removed.push((process.id, target.id));
                 }
                 let channels = &self.channels;
                 let mut reopened = false;
@@ -871,9 +880,6 @@ impl Engine {
                 let Some(slot) = self.create(process.id, now) else { return };
                 process.generation = self.slots[slot as usize].as_ref().map_or(0, |p| p.generation);
                 process.armed = u64::MAX;
-                for (key, value) in &process.keys {
-                    self.by_key.insert((key_hash(*key, value), slot));
-                }
                 if !running {
                     self.running -= 1;
                 }
@@ -898,22 +904,6 @@ impl Engine {
     pub fn process(&self, trace_id: TraceId) -> Option<ProcessView> {
         let slot = *self.by_trace.get(&trace_id)?;
         self.slots.get(slot as usize)?.as_ref().map(|p| self.view(p))
-    }
-
-    /// Ids of the processes with business key `key` = `value`.
-    pub fn find_by_key(&self, key: &str, value: &str) -> Vec<TraceId> {
-        let Some(key_id) = self.strings.get(key) else { return Vec::new() };
-        let hash = key_hash(key_id, value);
-        let mut ids: Vec<TraceId> = self
-            .by_key
-            .range((hash, 0)..=(hash, u32::MAX))
-            .filter_map(|(_, slot)| self.slots.get(*slot as usize)?.as_ref())
-            .filter(|p| p.keys.iter().any(|(k, v)| *k == key_id && &**v == value))
-            .map(|p| p.id)
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
     }
 
     /// Every process held, as views (for tests and the API's listings).
@@ -966,11 +956,6 @@ impl Engine {
             spans: p.spans,
             error_spans: p.error_spans,
             traces,
-            keys: p
-                .keys
-                .iter()
-                .map(|(k, v)| (self.strings.name(*k).to_owned(), v.to_string()))
-                .collect(),
             waiting_for,
             failure: p.failure().map(str::to_owned),
             spec: p
@@ -1027,18 +1012,15 @@ impl Engine {
     fn merge(&mut self, into: u32, from: u32) -> u32 {
         let Some(absorbed) = self.slots[from as usize].take() else { return into };
         self.free.push(from);
-        self.removed.push(absorbed.id);
+        if let Some(target) = self.slots[into as usize].as_ref() {
+            self.removed.push((absorbed.id, target.id));
+        }
         self.touch(into);
         if absorbed.state == State::Running {
             self.running -= 1;
         }
         for trace in std::iter::once(absorbed.id).chain(absorbed.joined_traces().iter().copied()) {
             self.by_trace.insert(trace, into);
-        }
-        for (key, value) in &absorbed.keys {
-            let hash = key_hash(*key, value);
-            self.by_key.remove(&(hash, from));
-            self.by_key.insert((hash, into));
         }
         let channels = &self.channels;
         if let Some(p) = self.slots[into as usize].as_mut() {
@@ -1098,7 +1080,7 @@ impl Engine {
     fn record(&mut self, slot: u32, span: &Span, role: &Role<'_>, joined_by_link: bool, now: u64) {
         self.touch(slot);
         let service = self.strings.intern(span.service_name());
-        let mut key_ids: Vec<(u32, Box<str>)> = Vec::new();
+        let mut key_ids: Vec<(String, String)> = Vec::new();
         for kv in &span.attributes {
             if keys::is_default_key(&kv.key) || self.key_names.contains(&kv.key) {
                 let value = match &kv.value {
@@ -1106,7 +1088,7 @@ impl Engine {
                     AnyValue::Int(i) => i.to_string(),
                     _ => continue,
                 };
-                key_ids.push((self.strings.intern(&kv.key), value.into_boxed_str()));
+                key_ids.push((kv.key.clone(), value));
             }
         }
         let producer = match role {
@@ -1312,12 +1294,18 @@ impl Engine {
             }
         }
 
-        let Some(p) = self.slots[slot as usize].as_mut() else { return };
+        let Some(p) = self.slots[slot as usize].as_ref() else { return };
+        let id = p.id;
         for (key, value) in key_ids {
-            if !p.keys.iter().any(|(k, v)| *k == key && *v == value) {
-                self.by_key.insert((key_hash(key, &value), slot));
-                p.keys.reserve_exact(1);
-                p.keys.push((key, value));
+            // The same key on every span of a process is reported once per drain.
+            let repeated = self
+                .found_keys
+                .iter()
+                .rev()
+                .take(8)
+                .any(|(i, k, v)| *i == id && *k == key && *v == value);
+            if !repeated {
+                self.found_keys.push((id, key, value));
             }
         }
         if reopened {
@@ -1707,9 +1695,6 @@ impl Engine {
                 self.by_trace.remove(&trace);
             }
         }
-        for (key, value) in &p.keys {
-            self.by_key.remove(&(key_hash(*key, value), slot));
-        }
         self.free.push(slot);
     }
 }
@@ -1721,9 +1706,4 @@ fn group_bit(channels: &[ChannelState], channel: u32, group: u32) -> u64 {
         .and_then(|c| c.subscribers.iter().position(|g| *g == group))
         .filter(|i| *i < 63)
         .map_or(0, |i| 1 << i)
-}
-
-fn key_hash(key: u32, value: &str) -> u64 {
-    // A fixed seed: the key index must hash the same way for the life of the engine.
-    foldhash::fast::FixedState::with_seed(0x7468_7265_6164).hash_one((key, value))
 }

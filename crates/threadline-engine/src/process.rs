@@ -134,7 +134,6 @@ pub struct Process {
     /// Parents referenced by spans seen but not seen themselves.
     pub dangling: ThinVec<u32>,
     pub pending: ThinVec<Pending>,
-    pub keys: ThinVec<(u32, Box<str>)>,
     pub extra: Option<Box<Extra>>,
 }
 
@@ -157,7 +156,6 @@ impl Process {
             seen: ThinVec::new(),
             dangling: ThinVec::new(),
             pending: ThinVec::new(),
-            keys: ThinVec::new(),
             extra: None,
         }
     }
@@ -273,7 +271,6 @@ impl Process {
             seen,
             dangling,
             pending,
-            keys,
             extra,
             ..
         } = other;
@@ -324,11 +321,6 @@ impl Process {
         early.extend(other_extra.consumed);
         for (message, group) in early {
             self.consume(message, group, bit);
-        }
-        for key in keys {
-            if !self.keys.contains(&key) {
-                self.keys.push(key);
-            }
         }
     }
 }

@@ -88,17 +88,33 @@ fn engine() -> Engine {
 
 /// Runs the spans in the given order, arrival `i` at `step * i` seconds, then lets every
 /// timer fire.
-fn run(spans: &[Span], order: &[usize], step: f64) -> (Vec<ProcessView>, Vec<Event>) {
+mod support;
+
+/// A process's final state and the keys a process table holds for it.
+type Outcome = (Vec<(ProcessView, Vec<(String, String)>)>, Vec<Event>);
+
+fn run(spans: &[Span], order: &[usize], step: f64) -> Outcome {
     let mut engine = engine();
     let mut events = Vec::new();
+    let mut keys = support::KeyBook::default();
     for (i, index) in order.iter().enumerate() {
         #[allow(clippy::cast_precision_loss, reason = "small counts")]
         engine.ingest(&spans[*index], secs(1.0 + step * i as f64));
         events.extend(engine.drain_events());
+        keys.apply(&engine.drain_changes());
     }
     engine.advance(secs(100_000.0));
     events.extend(engine.drain_events());
-    (engine.processes(), events)
+    keys.apply(&engine.drain_changes());
+    let views = engine
+        .processes()
+        .into_iter()
+        .map(|v| {
+            let k = keys.keys(v.id);
+            (v, k)
+        })
+        .collect();
+    (views, events)
 }
 
 fn scenario() -> impl Strategy<Value = (Vec<Span>, Vec<usize>)> {
@@ -122,7 +138,7 @@ fn scenario() -> impl Strategy<Value = (Vec<Span>, Vec<usize>)> {
 }
 
 /// The order-independent part of a process's final state.
-fn essence(view: &ProcessView) -> String {
+fn essence((view, keys): &(ProcessView, Vec<(String, String)>)) -> String {
     let mut traces = view.traces.clone();
     traces.sort();
     format!(
@@ -133,7 +149,7 @@ fn essence(view: &ProcessView) -> String {
         view.mode,
         view.spans,
         view.error_spans,
-        view.keys,
+        keys,
         view.failure,
         view.stuck,
         view.sla_breached
@@ -168,10 +184,10 @@ proptest! {
         let in_order: Vec<usize> = (0..spans.len()).collect();
         let (expected_state, _) = run(&spans, &in_order, 0.05);
         let (state, events) = run(&spans, &order, 0.05);
-        let essence_of = |views: &[ProcessView]| views.iter().map(essence).collect::<Vec<_>>();
+        let essence_of = |views: &[(ProcessView, Vec<(String, String)>)]| views.iter().map(essence).collect::<Vec<_>>();
         prop_assert_eq!(essence_of(&state), essence_of(&expected_state));
         let counts = counts(&events);
-        for view in &state {
+        for (view, _) in &state {
             let id = view.id.to_hex();
             let n = |kind| counts.get(&(id.clone(), kind)).copied().unwrap_or(0);
             prop_assert_eq!(n(EventKind::Started), 1, "{}", id);
@@ -187,13 +203,13 @@ proptest! {
         }
         // No event names a process that does not exist at the end.
         for (id, kind) in counts.keys() {
-            prop_assert!(state.iter().any(|v| v.id.to_hex() == *id), "{:?} for vanished {}", kind, id);
+            prop_assert!(state.iter().any(|(v, _)| v.id.to_hex() == *id), "{:?} for vanished {}", kind, id);
         }
     }
 }
 
 /// The same spans through three shards behind the router.
-fn run_sharded(spans: &[Span], order: &[usize], step: f64) -> (Vec<ProcessView>, Vec<Event>) {
+fn run_sharded(spans: &[Span], order: &[usize], step: f64) -> Outcome {
     let config = EngineConfig {
         retain_finished_nanos: 1_000_000 * threadline_engine::config::SECOND,
         ..EngineConfig::default()
@@ -203,15 +219,29 @@ fn run_sharded(spans: &[Span], order: &[usize], step: f64) -> (Vec<ProcessView>,
         engine.declare_subscribers("kafka", "orders", &["payments", "inventory"]);
     }
     let mut events = Vec::new();
+    let mut keys = support::KeyBook::default();
     for (i, index) in order.iter().enumerate() {
         #[allow(clippy::cast_precision_loss, reason = "small counts")]
         shards.ingest(&spans[*index], secs(1.0 + step * i as f64));
         events.extend(shards.drain_events());
+        for engine in shards.engines_mut() {
+            keys.apply(&engine.drain_changes());
+        }
     }
     shards.advance(secs(100_000.0));
     events.extend(shards.drain_events());
+    for engine in shards.engines_mut() {
+        keys.apply(&engine.drain_changes());
+    }
     let mut views: Vec<ProcessView> = shards.engines().iter().flat_map(Engine::processes).collect();
     views.sort_by_key(|v| v.id);
+    let views = views
+        .into_iter()
+        .map(|v| {
+            let k = keys.keys(v.id);
+            (v, k)
+        })
+        .collect();
     (views, events)
 }
 
@@ -225,10 +255,10 @@ proptest! {
         let in_order: Vec<usize> = (0..spans.len()).collect();
         let (expected, _) = run(&spans, &in_order, 0.05);
         let (sharded, events) = run_sharded(&spans, &order, 0.05);
-        let essence_of = |views: &[ProcessView]| views.iter().map(essence).collect::<Vec<_>>();
+        let essence_of = |views: &[(ProcessView, Vec<(String, String)>)]| views.iter().map(essence).collect::<Vec<_>>();
         prop_assert_eq!(essence_of(&sharded), essence_of(&expected));
         let counts = counts(&events);
-        for view in &sharded {
+        for (view, _) in &sharded {
             let id = view.id.to_hex();
             prop_assert_eq!(counts.get(&(id.clone(), EventKind::Started)).copied().unwrap_or(0), 1, "{}", id);
         }

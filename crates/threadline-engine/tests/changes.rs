@@ -1,5 +1,5 @@
-//! What a process table is fed: every changed process once per drain, as it is now, and the
-//! ids of processes folded into another.
+//! What a process table is fed: every changed process once per drain, as it is now, the
+//! processes folded into another, and the business keys found (the engine keeps none).
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
@@ -21,29 +21,30 @@ fn each_changed_process_is_drained_once_with_its_current_state() {
         &span(2, 1, "search", "query").kind(SpanKind::Server).at(0.0, 0.1).build(),
         secs(0.0),
     );
-    let (views, removed) = engine.drain_changes();
-    let mut ids: Vec<_> = views.iter().map(|v| v.id).collect();
+    let changes = engine.drain_changes();
+    let mut ids: Vec<_> = changes.views.iter().map(|v| v.id).collect();
     ids.sort();
     assert_eq!(ids, vec![trace(1), trace(2)]);
-    assert!(removed.is_empty());
-    let checkout = views.iter().find(|v| v.id == trace(1)).unwrap();
-    assert_eq!(checkout.keys, vec![("order.id".to_owned(), "o-1".to_owned())]);
+    assert!(changes.removed.is_empty());
+    assert_eq!(changes.keys, vec![(trace(1), "order.id".to_owned(), "o-1".to_owned())]);
+    let checkout = changes.views.iter().find(|v| v.id == trace(1)).unwrap();
     assert_eq!(checkout.state, State::Running);
 
     // Nothing changed: nothing drained.
-    assert_eq!(engine.drain_changes().0.len(), 0);
+    assert_eq!(engine.drain_changes(), Default::default());
 
     // A second span changes one process only; drained once however many changes it had.
     for id in 2..5 {
         engine.ingest(&span(1, id, "shop", "step").parent(1).at(0.01, 0.02).build(), secs(0.005));
     }
-    let (views, _) = engine.drain_changes();
-    assert_eq!(views.len(), 1);
-    assert_eq!(views[0].spans, 4);
+    let changes = engine.drain_changes();
+    assert_eq!(changes.views.len(), 1);
+    assert_eq!(changes.views[0].spans, 4);
+    assert!(changes.keys.is_empty(), "no span carried a key");
 
     // Completion (a timer) is a change too.
     engine.advance(secs(120.0));
-    let (views, _) = engine.drain_changes();
+    let views = engine.drain_changes().views;
     assert!(views.iter().any(|v| v.id == trace(1) && v.state == State::Completed), "{views:?}");
 }
 
@@ -62,9 +63,10 @@ fn a_process_folded_into_another_is_reported_gone() {
     );
     engine.drain_changes();
     engine.ingest(&span(2, 11, "worker", "handle").link(1, 1).at(0.21, 0.25).build(), secs(0.01));
-    let (views, removed) = engine.drain_changes();
+    let changes = engine.drain_changes();
+    let (views, removed) = (changes.views, changes.removed);
     let process = engine.process(trace(2)).unwrap();
     assert_eq!(process.id, trace(1));
-    assert_eq!(removed, vec![trace(2)]);
+    assert_eq!(removed, vec![(trace(2), trace(1))]);
     assert!(views.iter().any(|v| v.id == trace(1) && v.traces.contains(&trace(2))), "{views:?}");
 }

@@ -9,10 +9,14 @@ use threadline_engine::config::{EngineConfig, SECOND, TypePolicy};
 use threadline_engine::engine::{Engine, ProcessView, Waiting};
 use threadline_testsuite::spans::{S, T0, secs, span, trace};
 
-/// The engine on simulated time, with a readable log of its events.
+mod support;
+
+/// The engine on simulated time, with a readable log of its events and the business keys a
+/// process table would hold.
 struct Sim {
     engine: Engine,
     log: Vec<String>,
+    keys: support::KeyBook,
 }
 
 impl Sim {
@@ -21,7 +25,7 @@ impl Sim {
     }
 
     fn with(config: EngineConfig) -> Self {
-        Self { engine: Engine::new(config), log: Vec::new() }
+        Self { engine: Engine::new(config), log: Vec::new(), keys: support::KeyBook::default() }
     }
 
     /// Spans arrive at `T0 + at_secs`.
@@ -38,6 +42,7 @@ impl Sim {
     }
 
     fn collect(&mut self) {
+        self.keys.apply(&self.engine.drain_changes());
         for event in self.engine.drain_events() {
             #[allow(clippy::cast_precision_loss, reason = "readable test output")]
             let at = (event.at - T0) as f64 / S as f64;
@@ -304,9 +309,9 @@ fn business_keys_find_the_process() {
             .attr("host.id", "h1")
             .build()],
     );
-    assert_eq!(sim.engine.find_by_key("order.id", "o-123"), vec![trace(1)]);
-    assert!(sim.engine.find_by_key("host.id", "h1").is_empty());
-    assert_eq!(sim.process(1).keys, vec![("order.id".to_owned(), "o-123".to_owned())]);
+    assert_eq!(sim.keys.find("order.id", "o-123"), vec![trace(1)]);
+    assert!(sim.keys.find("host.id", "h1").is_empty(), "host.id is a semantic-convention key");
+    assert_eq!(sim.keys.keys(trace(1)), vec![("order.id".to_owned(), "o-123".to_owned())]);
 }
 
 const SPECS: &str = r#"
@@ -470,7 +475,7 @@ fn an_attribute_recognises_the_type_and_spec_keys_index_it() {
     sim.check(expect![[r#"
         0.200s started #7 [refund]
         0.220s completed #7 [refund] structural"#]]);
-    assert_eq!(sim.engine.find_by_key("refund.ref", "R-9"), vec![trace(7)]);
+    assert_eq!(sim.keys.find("refund.ref", "R-9"), vec![trace(7)]);
 }
 
 #[test]

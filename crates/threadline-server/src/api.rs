@@ -252,7 +252,12 @@ fn summary(record: &ProcessRecord, state: &ApiState) -> ProcessSummary {
 /// it, else the stored row.
 async fn find_process(state: &ApiState, id: TraceId) -> Result<Option<ProcessRecord>, ApiError> {
     if let Some(view) = state.engine.process(id).await {
-        return Ok(Some(record(&view)));
+        // Live state from the engine, business keys from the table (the engine keeps none).
+        let mut live = record(&view);
+        if let Some(row) = state.store.process(view.id).map_err(|e| ApiError::internal(&e))? {
+            live.keys = row.keys;
+        }
+        return Ok(Some(live));
     }
     if let Some(row) = state.store.process(id).map_err(|e| ApiError::internal(&e))? {
         return Ok(Some(row));
@@ -340,18 +345,17 @@ async fn processes(
         let Some((name, value)) = key.split_once([':', '=']) else {
             return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));
         };
-        let mut found: std::collections::BTreeMap<TraceId, ProcessRecord> = state
-            .store
-            .processes_by_key(name, value, limit)
-            .map_err(|e| ApiError::internal(&e))?
-            .into_iter()
-            .map(|r| (r.id, r))
-            .collect();
-        // The engine's view is newer than a row being written.
-        for view in state.engine.by_key(name.to_owned(), value.to_owned()).await {
-            found.insert(view.id, record(&view));
+        let rows =
+            state.store.processes_by_key(name, value, limit).map_err(|e| ApiError::internal(&e))?;
+        let mut processes = Vec::with_capacity(rows.len());
+        for row in rows {
+            // The engine's state of a running process is newer than its row.
+            let current = match state.engine.process(row.id).await {
+                Some(view) => ProcessRecord { keys: row.keys, ..record(&view) },
+                None => row,
+            };
+            processes.push(summary(&current, &state));
         }
-        let processes = found.values().take(limit).map(|r| summary(r, &state)).collect();
         return Ok(Json(ProcessListResponse { processes, next_cursor: None }));
     }
     let state_filter = match query.state.as_deref() {

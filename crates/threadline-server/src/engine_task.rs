@@ -13,8 +13,8 @@ use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_engine::config::EngineConfig;
 use threadline_engine::engine::{
-    Engine, EngineStats, Exported, Graph, GraphStats, NamedTypeStats, ProcessView, RemoteConsume,
-    TypeSummary, summarize_graph, summarize_types,
+    Changes, Engine, EngineStats, Exported, Graph, GraphStats, NamedTypeStats, ProcessView,
+    RemoteConsume, TypeSummary, summarize_graph, summarize_types,
 };
 use threadline_engine::event::Event;
 use threadline_engine::sharded::Router;
@@ -25,14 +25,13 @@ const INBOX: usize = 256;
 /// How often a shard reports its changes when it has any.
 const REPORT_EVERY: Duration = Duration::from_millis(10);
 
-/// What a shard hands the process writer: processes changed since its last report, ids of
-/// processes folded away, its events, and the WAL mark it has processed through, if asked.
+/// What a shard hands the process writer: its changes since its last report (processes,
+/// folds, business keys), its events, and the WAL mark it has processed through, if asked.
 #[derive(Debug)]
 pub struct Report {
     pub shard: usize,
     pub mark: Option<u64>,
-    pub views: Vec<ProcessView>,
-    pub removed: Vec<TraceId>,
+    pub changes: Changes,
     pub events: Vec<Event>,
 }
 
@@ -50,7 +49,6 @@ enum Command {
     Consume(RemoteConsume),
     Learn(String, String, String),
     Process(TraceId, oneshot::Sender<Option<ProcessView>>),
-    ByKey(String, String, oneshot::Sender<Vec<ProcessView>>),
     Stats(oneshot::Sender<EngineStats>),
     Types(oneshot::Sender<Vec<NamedTypeStats>>),
     Graph(oneshot::Sender<GraphStats>),
@@ -145,16 +143,6 @@ impl EngineHandle {
             }
         }
         None
-    }
-
-    pub async fn by_key(&self, key: String, value: String) -> Vec<ProcessView> {
-        let mut views = Vec::new();
-        for shard in 0..self.shards.len() {
-            let (k, v) = (key.clone(), value.clone());
-            views.extend(self.ask(shard, |tx| Command::ByKey(k, v, tx)).await.unwrap_or_default());
-        }
-        views.sort_by_key(|v| v.id);
-        views
     }
 
     pub async fn stats(&self) -> EngineStats {
@@ -265,9 +253,9 @@ pub fn spawn(
                         }
                         let due = engine.has_changes() && last_report.elapsed() >= REPORT_EVERY;
                         if mark.is_some() || due {
-                            let (views, removed) = engine.drain_changes();
+                            let changes = engine.drain_changes();
                             let events = engine.drain_events();
-                            let report = Report { shard: index, mark, views, removed, events };
+                            let report = Report { shard: index, mark, changes, events };
                             // Waits while the writer is behind: backpressure up to ingest.
                             if reports.send(report).await.is_err() {
                                 break;
@@ -313,15 +301,6 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Process(trace_id, reply) => {
             engine.advance(now);
             let _ = reply.send(engine.process(trace_id));
-        }
-        Command::ByKey(key, value, reply) => {
-            engine.advance(now);
-            let views = engine
-                .find_by_key(&key, &value)
-                .into_iter()
-                .filter_map(|id| engine.process(id))
-                .collect();
-            let _ = reply.send(views);
         }
         Command::Stats(reply) => {
             let _ = reply.send(engine.stats());

@@ -77,6 +77,7 @@ async fn run(
         let recovering = recovery_mark.is_some();
         let mut views: HashMap<TraceId, ProcessView> = HashMap::new();
         let mut removed = Vec::new();
+        let mut keys = Vec::new();
         let mut events = Vec::new();
         for report in group {
             if let Some(mark) = report.mark
@@ -84,11 +85,12 @@ async fn run(
             {
                 *slot = Some(slot.map_or(mark, |m| m.max(mark)));
             }
-            for view in report.views {
+            for view in report.changes.views {
                 // Reports come in order: the latest view of a process wins.
                 views.insert(view.id, view);
             }
-            removed.extend(report.removed);
+            removed.extend(report.changes.removed);
+            keys.extend(report.changes.keys);
             if !recovering {
                 events.extend(report.events.iter().map(stored_event));
             }
@@ -107,7 +109,7 @@ async fn run(
                 }
             }
         }
-        let changes = ProcessChanges { records, removed, events, applied_seq: advanced };
+        let changes = ProcessChanges { records, removed, keys, events, applied_seq: advanced };
         let logged = apply_until_done(&store, changes).await;
         if advanced.is_some() {
             applied = advanced;
@@ -175,7 +177,8 @@ pub fn record(view: &ProcessView) -> ProcessRecord {
         spans: view.spans,
         error_spans: view.error_spans,
         traces: view.traces.clone(),
-        keys: view.keys.clone(),
+        // The engine keeps no keys; they come as changes of their own and the table joins them.
+        keys: Vec::new(),
         waiting: view
             .waiting_for
             .iter()

@@ -7,6 +7,8 @@
 //! after a crash the engine can be rebuilt from the rows and only transitions the rows lack
 //! are announced again.
 
+use std::collections::HashMap;
+
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use threadline_core::id::TraceId;
 
@@ -116,8 +118,12 @@ pub struct StoredEvent {
 #[derive(Debug, Default)]
 pub struct ProcessChanges {
     pub records: Vec<ProcessRecord>,
-    /// Processes folded into another: their rows go.
-    pub removed: Vec<TraceId>,
+    /// Processes folded into another, as (folded, into): the folded row goes, its keys and
+    /// traces move to the other.
+    pub removed: Vec<(TraceId, TraceId)>,
+    /// Business keys found, as (process, key, value): added to the process's row. A row's
+    /// keys are only ever added to.
+    pub keys: Vec<(TraceId, String, String)>,
     /// Events to log; their `seq` is assigned on commit.
     pub events: Vec<StoredEvent>,
     /// The WAL sequence number whose effects are now all in the table, if it advanced.
@@ -400,14 +406,34 @@ impl Tables<'_> {
         Ok(old)
     }
 
-    /// Writes a row, touching only the index entries that changed since its previous version.
+    fn get(&self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        idx(self.rows.get(&id.as_bytes()[..]), WRITE_CTX)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))
+    }
+
+    /// Writes a row (its keys joined to the stored row's: keys are never lost), touching only
+    /// the index entries that changed since its previous version.
     fn upsert(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
         let ctx = WRITE_CTX;
         let id = record.id;
-        let old = idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))?;
+        let old = self.get(id)?;
+        let mut merged;
+        let record = match &old {
+            Some(old) if old.keys.iter().any(|kv| !record.keys.contains(kv)) => {
+                merged = record.clone();
+                for kv in &old.keys {
+                    if !merged.keys.contains(kv) {
+                        merged.keys.push(kv.clone());
+                    }
+                }
+                merged.keys.sort();
+                &merged
+            }
+            _ => record,
+        };
+        idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
         let Some(old) = old else {
             return self.insert_entries(record);
         };
@@ -475,6 +501,15 @@ impl Tables<'_> {
     }
 }
 
+fn add_keys(record: &mut ProcessRecord, keys: Vec<(String, String)>) {
+    for kv in keys {
+        if !record.keys.contains(&kv) {
+            record.keys.push(kv);
+        }
+    }
+    record.keys.sort();
+}
+
 fn corrupt(what: &str, e: &DecodeError) -> StoreError {
     StoreError::Corrupt { message: format!("{what}: {e}") }
 }
@@ -503,21 +538,53 @@ impl Store {
             };
             let mut events = idx(tx.open_table(EVENTS), ctx)?;
             let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
-            for id in &changes.removed {
-                if let Some(old) = tables.remove_row(*id)? {
+            // Keys to add, per process: those found, and those of processes folded away.
+            let mut added: HashMap<TraceId, Vec<(String, String)>> = HashMap::new();
+            for (from, into) in &changes.removed {
+                if let Some(old) = tables.remove_row(*from)? {
                     for t in &old.traces {
-                        // Only entries still pointing at the removed row; the row it was
-                        // folded into points them at itself.
+                        // Entries still pointing at the folded row now lead to its new home.
                         let points_here = idx(tables.traces.get(&t.as_bytes()[..]), ctx)?
-                            .is_some_and(|v| v.value() == &id.as_bytes()[..]);
+                            .is_some_and(|v| v.value() == &from.as_bytes()[..]);
                         if points_here {
-                            idx(tables.traces.remove(&t.as_bytes()[..]), ctx)?;
+                            idx(
+                                tables.traces.insert(&t.as_bytes()[..], &into.as_bytes()[..]),
+                                ctx,
+                            )?;
                         }
                     }
+                    added.entry(*into).or_default().extend(old.keys);
                 }
             }
+            for (id, key, value) in &changes.keys {
+                added.entry(*id).or_default().push((key.clone(), value.clone()));
+            }
             for record in &changes.records {
-                tables.upsert(record)?;
+                match added.remove(&record.id) {
+                    Some(keys) => {
+                        let mut record = record.clone();
+                        add_keys(&mut record, keys);
+                        tables.upsert(&record)?;
+                    }
+                    None => tables.upsert(record)?,
+                }
+            }
+            // Keys of a process with no new row here: added to its stored row, found by id or,
+            // for a process folded away meanwhile, by its trace.
+            for (id, keys) in added {
+                let row = match tables.get(id)? {
+                    Some(row) => Some(row),
+                    None => match idx(tables.traces.get(&id.as_bytes()[..]), ctx)?
+                        .and_then(|v| id_of(v.value()))
+                    {
+                        Some(home) => tables.get(home)?,
+                        None => None,
+                    },
+                };
+                if let Some(mut row) = row {
+                    add_keys(&mut row, keys);
+                    tables.upsert(&row)?;
+                }
             }
             let mut next = idx(meta.get(META_NEXT_EVENT), ctx)?.map_or(1, |v| v.value());
             for event in &changes.events {

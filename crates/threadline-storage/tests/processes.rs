@@ -59,7 +59,7 @@ async fn open(dir: &Path) -> Store {
     Store::open(dir, options(true)).await.unwrap().0
 }
 
-fn apply(store: &Store, records: Vec<ProcessRecord>, removed: Vec<TraceId>) {
+fn apply(store: &Store, records: Vec<ProcessRecord>, removed: Vec<(TraceId, TraceId)>) {
     store
         .apply_processes(&ProcessChanges { records, removed, ..ProcessChanges::default() })
         .unwrap();
@@ -99,14 +99,43 @@ fn rows_are_found_by_id_trace_and_key_and_follow_their_changes() {
         assert!(store.list_processes(&by_old_type, 10, None).unwrap().0.is_empty());
         assert_eq!(store.running_processes().unwrap(), vec![id(2)]);
 
-        // Process 2 folds into process 1: its row goes, the trace now leads to process 1.
+        // Process 2 folds into process 1: its row goes, its trace and its key now lead to
+        // process 1.
         let mut merged = grown.clone();
         merged.traces.push(id(2));
-        apply(&store, vec![merged.clone()], vec![id(2)]);
+        apply(&store, vec![merged.clone()], vec![(id(2), id(1))]);
         assert_eq!(store.process(id(2)).unwrap(), None);
         assert_eq!(store.process_of_trace(id(2)).unwrap().unwrap().id, id(1));
-        assert!(store.processes_by_key("order.id", "o-2", 10).unwrap().is_empty());
+        let found = store.processes_by_key("order.id", "o-2", 10).unwrap();
+        assert_eq!(found.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id(1)]);
         assert!(store.running_processes().unwrap().is_empty());
+        merged.keys = vec![
+            ("merchant.id".into(), "m-7".into()),
+            ("order.id".into(), "o-1".into()),
+            ("order.id".into(), "o-2".into()),
+        ];
+
+        // Keys arrive on their own, also for a process folded away meanwhile (by its trace).
+        store
+            .apply_processes(&ProcessChanges {
+                keys: vec![
+                    (id(1), "refund.ref".into(), "R-1".into()),
+                    (id(2), "cart.id".into(), "c-2".into()),
+                ],
+                ..ProcessChanges::default()
+            })
+            .unwrap();
+        assert_eq!(store.processes_by_key("refund.ref", "R-1", 10).unwrap()[0].id, id(1));
+        assert_eq!(store.processes_by_key("cart.id", "c-2", 10).unwrap()[0].id, id(1));
+        merged.keys.insert(0, ("cart.id".into(), "c-2".into()));
+        merged.keys.push(("refund.ref".into(), "R-1".into()));
+        // A row written without keys keeps the ones it had.
+        let mut keyless = merged.clone();
+        keyless.keys.clear();
+        keyless.spans = 9;
+        apply(&store, vec![keyless], vec![]);
+        merged.spans = 9;
+        assert_eq!(store.process(id(1)).unwrap().unwrap(), merged);
 
         // Rows survive a restart.
         drop(store);
