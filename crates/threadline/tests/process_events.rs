@@ -238,3 +238,62 @@ fn check_validates_spec_files() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("bad.toml: line 5, column 1: unknown field `slaa`"), "{stderr}");
 }
+
+/// Listings page through every process, newest start first, with the cursor each page gives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_are_listed_by_type_and_state_in_pages() {
+    use threadline_core::span::SpanKind;
+    use threadline_testsuite::spans::span;
+    let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
+    let spans: Vec<_> = (1..=7u64)
+        .map(|t| {
+            let name = if t % 2 == 0 { "POST /refund" } else { "POST /checkout" };
+            #[allow(clippy::cast_precision_loss, reason = "small numbers")]
+            let start = t as f64;
+            span(t, 1, "frontend", name).kind(SpanKind::Server).at(start, start + 0.5).build()
+        })
+        .collect();
+    let response = reqwest::Client::new()
+        .post(server.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(threadline_testsuite::otlp::protobuf(&spans))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let list = |query: String| {
+        let server = &server;
+        async move {
+            server
+                .api_json::<ProcessListResponse>(&format!("/api/v1/processes?{query}"))
+                .await
+                .unwrap()
+        }
+    };
+    // Every process completes (a lone root span), then is listed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while list("state=completed".into()).await.processes.len() < 7 {
+        assert!(tokio::time::Instant::now() < deadline, "not all completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let query = match &cursor {
+            Some(c) => format!("type=frontend: POST /checkout&limit=3&cursor={c}"),
+            None => "type=frontend: POST /checkout&limit=3".to_owned(),
+        };
+        let page = list(query).await;
+        seen.extend(page.processes.iter().map(|p| p.id.clone()));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let expected: Vec<String> =
+        [7u64, 5, 3, 1].iter().map(|t| threadline_testsuite::spans::trace(*t).to_hex()).collect();
+    assert_eq!(seen, expected, "checkouts, newest first, each once");
+    assert!(list("state=running".into()).await.processes.is_empty());
+    assert_eq!(list("type=frontend: POST /refund".into()).await.processes.len(), 3);
+}
