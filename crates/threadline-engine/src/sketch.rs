@@ -15,6 +15,8 @@ pub struct Sketch {
     /// Count of zero values.
     zeros: u64,
     count: u64,
+    /// Exact sum of the values (saturating).
+    sum: u64,
 }
 
 /// The quantiles reported for a distribution, each within 1%; `None` when it is empty.
@@ -32,6 +34,7 @@ fn gamma() -> f64 {
 impl Sketch {
     pub fn add(&mut self, value: u64) {
         self.count += 1;
+        self.sum = self.sum.saturating_add(value);
         if value == 0 {
             self.zeros += 1;
             return;
@@ -70,6 +73,7 @@ impl Sketch {
 
     pub fn merge(&mut self, other: &Sketch) {
         self.count += other.count;
+        self.sum = self.sum.saturating_add(other.sum);
         self.zeros += other.zeros;
         for (index, count) in other.indexed() {
             let slot = self.slot(index);
@@ -79,6 +83,33 @@ impl Sketch {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// The exact sum of every value added.
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+
+    /// How many values are at most each of `bounds` (increasing), as a histogram's
+    /// cumulative buckets: a value is counted under a bound when its bucket's midpoint is, so
+    /// within 1% of the bound the split is approximate.
+    pub fn cumulative(&self, bounds: &[u64]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(bounds.len());
+        let mut buckets = self.indexed().peekable();
+        let mut seen = self.zeros;
+        for &bound in bounds {
+            while let Some(&(index, count)) = buckets.peek() {
+                let midpoint = 2.0 * gamma().powi(index) / (gamma() + 1.0);
+                #[expect(clippy::cast_precision_loss, reason = "bounds are durations")]
+                if midpoint > bound as f64 {
+                    break;
+                }
+                seen += count;
+                buckets.next();
+            }
+            out.push(seen);
+        }
+        out
     }
 
     /// The median and the 95th and 99th percentiles.
@@ -123,6 +154,21 @@ impl Sketch {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn cumulative_counts_and_sum_follow_the_values() {
+        let mut sketch = Sketch::default();
+        for v in [0, 5, 10, 10, 100, 1_000, 1_000_000] {
+            sketch.add(v);
+        }
+        assert_eq!(sketch.sum(), 1_001_125);
+        assert_eq!(sketch.cumulative(&[0, 9, 11, 500, 2_000, u64::MAX]), vec![1, 2, 4, 5, 6, 7]);
+        let mut other = Sketch::default();
+        other.add(7);
+        sketch.merge(&other);
+        assert_eq!((sketch.count(), sketch.sum()), (8, 1_001_132));
+        assert_eq!(sketch.cumulative(&[9]), vec![3]);
+    }
 
     proptest! {
         #[test]

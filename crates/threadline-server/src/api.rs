@@ -56,8 +56,39 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `GET /metrics`: Prometheus text exposition (see `metrics.rs`).
+async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    let engine = state.engine.stats().await;
+    let me = crate::metrics::SelfMetrics {
+        accepted_spans: load(&state.stats.accepted_spans),
+        rejected_spans: load(&state.stats.rejected_spans),
+        refused_requests: load(&state.stats.refused_requests),
+        failed_requests: load(&state.stats.failed_requests),
+        queue_depth_spans: state.queue.depth_spans() as u64,
+        queue_capacity_spans: state.queue.capacity_spans() as u64,
+        store: state.store.stats(),
+        engine_processes: engine.processes as u64,
+        engine_running: engine.running as u64,
+        engine_spans: engine.spans,
+        engine_untracked_spans: engine.untracked_spans,
+        engine_evicted_finished: engine.evicted_finished,
+    };
+    let Some(graph) = state.engine.graph(60).await else {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "unavailable",
+            message: "the engine is shutting down".into(),
+        });
+    };
+    let body = crate::metrics::render(state.engine.type_stats().await, &graph, &me);
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
+        .into_response())
 }
 
 /// An API error: status and the single error shape.

@@ -157,11 +157,16 @@ impl EngineHandle {
 
     /// Aggregates per process type over every shard, rates over the last `window_minutes`.
     pub async fn process_types(&self, window_minutes: u64) -> Vec<TypeSummary> {
+        summarize_types(self.type_stats().await, now_nanos(), window_minutes)
+    }
+
+    /// Every shard's raw, mergeable aggregates per process type.
+    pub async fn type_stats(&self) -> Vec<NamedTypeStats> {
         let mut all = Vec::new();
         for shard in 0..self.shards.len() {
             all.extend(self.ask(shard, Command::Types).await.unwrap_or_default());
         }
-        summarize_types(all, now_nanos(), window_minutes)
+        all
     }
 
     pub async fn graph(&self, window_minutes: u64) -> Option<Graph> {

@@ -8,6 +8,7 @@
 
 mod api;
 mod engine_task;
+mod metrics;
 mod pipeline;
 mod process_writer;
 
