@@ -48,6 +48,8 @@ pub struct Config {
     pub engine: Engine,
     #[serde(default)]
     pub log: Log,
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             storage: Storage::default(),
             engine: Engine::default(),
             log: Log::default(),
+            security: Security::default(),
         }
     }
 }
@@ -232,6 +235,16 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// Who may talk to the server. Without tokens, anyone who reaches the listeners may.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Security {
+    /// Bearer token required by the OTLP (HTTP and gRPC) and Zipkin receivers.
+    pub ingest_token: Option<String>,
+    /// Bearer token required by the HTTP API and `/metrics` (not by `/healthz`, `/readyz`).
+    pub api_token: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
@@ -302,6 +315,16 @@ impl Config {
         for (name, value) in positive_u64 {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
+            }
+        }
+        for (name, token) in [
+            ("security.ingest_token", &self.security.ingest_token),
+            ("security.api_token", &self.security.api_token),
+        ] {
+            if let Some(token) = token
+                && (token.len() < 16 || token.chars().any(char::is_whitespace))
+            {
+                return Err(format!("{name} must be at least 16 characters, without spaces"));
             }
         }
         if self.log.level.trim().is_empty() {

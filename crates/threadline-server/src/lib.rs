@@ -7,6 +7,7 @@
 //! and finish their in-flight requests, the queue drains into the store, then the API stops.
 
 mod api;
+mod auth;
 mod engine_task;
 mod metrics;
 mod pipeline;
@@ -164,7 +165,11 @@ impl Server {
         let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
         let mut ingest_tasks = Vec::new();
-        let grpc_service = threadline_ingest::grpc::otlp_service(receivers.clone());
+        let security = &config.security;
+        let grpc_service = tonic::service::interceptor::InterceptedService::new(
+            threadline_ingest::grpc::otlp_service(receivers.clone()),
+            auth::grpc(security.ingest_token.as_deref().map(Arc::from)),
+        );
         let stop = shutdown.clone();
         ingest_tasks.push((
             "otlp_grpc",
@@ -186,13 +191,23 @@ impl Server {
             "otlp_http",
             serve_http(
                 otlp_http,
-                threadline_ingest::http::otlp_router(receivers.clone()),
+                auth::guard(
+                    threadline_ingest::http::otlp_router(receivers.clone()),
+                    security.ingest_token.as_deref(),
+                ),
                 shutdown.clone(),
             ),
         ));
         ingest_tasks.push((
             "zipkin",
-            serve_http(zipkin, threadline_ingest::http::zipkin_router(receivers), shutdown.clone()),
+            serve_http(
+                zipkin,
+                auth::guard(
+                    threadline_ingest::http::zipkin_router(receivers),
+                    security.ingest_token.as_deref(),
+                ),
+                shutdown.clone(),
+            ),
         ));
         let api_state = api::ApiState {
             store: Arc::clone(&store),
@@ -210,7 +225,11 @@ impl Server {
             ),
         };
         let api_stop = CancellationToken::new();
-        let api_task = serve_http(api, api::router(api_state), api_stop.clone());
+        let api_task = serve_http(
+            api,
+            auth::guard(api::router(api_state), security.api_token.as_deref()),
+            api_stop.clone(),
+        );
 
         ready.store(true, Ordering::SeqCst);
         for (listener, addr) in [

@@ -64,6 +64,12 @@ struct ServeArgs {
     /// Log format: `text` or `json` [default: text].
     #[arg(long, env = "THREADLINE_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
+    /// Bearer token the receivers require (OTLP HTTP and gRPC, Zipkin) [default: none].
+    #[arg(long, env = "THREADLINE_INGEST_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    ingest_token: Option<String>,
+    /// Bearer token the HTTP API and /metrics require [default: none].
+    #[arg(long, env = "THREADLINE_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +135,12 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<threadline_server::Settings
     }
     if let Some(specs) = args.specs {
         config.specs = Some(specs);
+    }
+    if let Some(token) = args.ingest_token {
+        config.security.ingest_token = Some(token);
+    }
+    if let Some(token) = args.api_token {
+        config.security.api_token = Some(token);
     }
     config.validate().map_err(|e| anyhow::anyhow!("invalid settings: {e}"))?;
     let data_dir = match &config.data_dir {

@@ -1,0 +1,95 @@
+//! Bearer tokens, separately for ingest and for the API: without or with a wrong token,
+//! HTTP answers 401 with `WWW-Authenticate: Bearer` and the error shape, gRPC answers
+//! `UNAUTHENTICATED`; with the right token everything works; health probes stay open; CORS
+//! headers are never sent.
+
+#![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
+
+use threadline_proto::opentelemetry::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
+use threadline_testsuite::generate::{self, Shape};
+use threadline_testsuite::server::{Options, TestServer};
+
+const INGEST: &str = "ingest-token-0123456789";
+const API: &str = "api-token-abcdefghijklmn";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_guard_ingest_and_the_api_separately() {
+    let server = TestServer::start_with(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        Options {
+            env: vec![("THREADLINE_INGEST_TOKEN".into(), INGEST.into())],
+            config: Some(format!("version = 1\n[security]\napi_token = \"{API}\"\n")),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let body = generate::otlp_protobuf(Shape { traces: 2, services: 2, seed: 1 });
+    let post = |token: Option<&'static str>| {
+        let mut request = http
+            .post(server.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .header("origin", "http://evil.example")
+            .body(body.clone());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for token in [None, Some(API), Some("ingest-token-012345678")] {
+        let response = post(token).await.unwrap();
+        assert_eq!(response.status(), 401, "token {token:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "unauthenticated");
+    }
+    let response = post(Some(INGEST)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("access-control-allow-origin").is_none(), "CORS is off");
+
+    // gRPC: UNAUTHENTICATED without the token, accepted with it.
+    let request = generate::otlp_request(Shape { traces: 2, services: 2, seed: 2 });
+    let channel = tonic::transport::Endpoint::from_shared(server.otlp_grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = TraceServiceClient::new(channel);
+    let status = client.export(request.clone()).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    let mut authorized = tonic::Request::new(request);
+    authorized.metadata_mut().insert("authorization", format!("Bearer {INGEST}").parse().unwrap());
+    client.export(authorized).await.unwrap();
+
+    // The API: its own token; the ingest token does not open it; probes stay open.
+    let trace = hex::encode(generate::trace_id(1, 0));
+    let api = |path: String, token: Option<&'static str>| {
+        let mut request = http.get(format!("{}{path}", server.api_url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for token in [None, Some(INGEST)] {
+        let response = api(format!("/api/v1/traces/{trace}"), token).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(api("/metrics".into(), token).await.unwrap().status(), 401);
+    }
+    assert_eq!(api(format!("/api/v1/traces/{trace}"), Some(API)).await.unwrap().status(), 200);
+    assert_eq!(api("/metrics".into(), Some(API)).await.unwrap().status(), 200);
+    assert_eq!(api("/healthz".into(), None).await.unwrap().status(), 200);
+    assert_eq!(api("/readyz".into(), None).await.unwrap().status(), 200);
+}
+
+#[test]
+fn a_short_token_is_refused_at_start() {
+    let (code, stderr) = threadline_testsuite::server::run_to_exit(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        &["serve"],
+        &[("THREADLINE_API_TOKEN", "short")],
+        std::time::Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("security.api_token must be at least 16 characters"), "{stderr}");
+}
