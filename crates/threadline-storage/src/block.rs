@@ -691,6 +691,64 @@ impl OpenBlock {
         Ok(ids)
     }
 
+    /// Traces with a span matching `query`, with that span's start: reads the columns the
+    /// conditions need (and attributes only for the rows that pass the rest).
+    pub async fn search(
+        &self,
+        query: &crate::search::SpanQuery,
+    ) -> Result<Vec<(TraceId, u64)>, BlockError> {
+        let builder = self.builder();
+        let columns: &[usize] =
+            if query.tags.is_empty() { &[0, 3, 4, 6, 7] } else { &[0, 3, 4, 6, 7, 12, 18] };
+        let mask = parquet::arrow::ProjectionMask::roots(
+            builder.parquet_schema(),
+            columns.iter().copied(),
+        );
+        let stream = builder
+            .with_projection(mask)
+            .build()
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        let batches: Vec<RecordBatch> = stream
+            .try_collect()
+            .await
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        let invalid = |message: String| BlockError::Invalid { path: self.path.clone(), message };
+        let mut found = Vec::new();
+        for batch in &batches {
+            let ids = column(batch, "trace_id").map_err(invalid)?.as_fixed_size_binary();
+            let service = column(batch, "service_name").map_err(invalid)?.as_string::<i32>();
+            let name = column(batch, "name").map_err(invalid)?.as_string::<i32>();
+            let start = column(batch, "start_time_unix_nano")
+                .map_err(invalid)?
+                .as_primitive::<UInt64Type>();
+            let end =
+                column(batch, "end_time_unix_nano").map_err(invalid)?.as_primitive::<UInt64Type>();
+            let attributes = batch.column_by_name("attributes").map(|c| c.as_list::<i32>());
+            let resource = batch.column_by_name("resource_attributes").map(|c| c.as_list::<i32>());
+            for row in 0..batch.num_rows() {
+                let matched = query.matches_fields(
+                    service.value(row),
+                    name.value(row),
+                    start.value(row),
+                    end.value(row),
+                    || {
+                        let mut all = attributes
+                            .and_then(|a| read_attributes(a, row).ok())
+                            .unwrap_or_default();
+                        all.extend(
+                            resource.and_then(|a| read_attributes(a, row).ok()).unwrap_or_default(),
+                        );
+                        all
+                    },
+                );
+                if matched {
+                    found.push((trace_id_at(ids, row).map_err(invalid)?, start.value(row)));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Every row of the block as Arrow record batches (for compaction).
     pub async fn batches(&self) -> Result<Vec<RecordBatch>, BlockError> {
         let stream = self

@@ -7,6 +7,7 @@ pub mod codec;
 pub mod data_dir;
 pub mod objects;
 pub mod processes;
+pub mod search;
 pub mod store;
 pub mod wal;
 

@@ -591,6 +591,50 @@ impl Store {
         Ok(spans)
     }
 
+    /// Traces with a span matching `query`, the ones that started last first, at most
+    /// `query.limit`: recent spans in memory, then blocks overlapping the time range, newest
+    /// first, until enough are found.
+    pub async fn search(
+        &self,
+        query: &crate::search::SpanQuery,
+    ) -> Result<Vec<TraceId>, StoreError> {
+        let mut found: Vec<(TraceId, u64)> = {
+            let heads = self.heads.read();
+            heads
+                .frozen
+                .iter()
+                .map(|h| &**h)
+                .chain([&heads.active])
+                .flat_map(Head::all)
+                .filter(|s| query.matches(s))
+                .map(|s| (s.trace_id, s.start_time_unix_nano))
+                .collect()
+        };
+        let mut candidates: Vec<Arc<BlockEntry>> = self
+            .blocks
+            .read()
+            .values()
+            .filter(|b| b.max_start >= query.start_from && b.min_start <= query.start_to)
+            .cloned()
+            .collect();
+        candidates.sort_by_key(|b| std::cmp::Reverse(b.max_start));
+        for entry in candidates {
+            let distinct =
+                found.iter().map(|(id, _)| *id).collect::<std::collections::HashSet<_>>().len();
+            if distinct >= query.limit {
+                break;
+            }
+            match entry.block.search(query).await {
+                Ok(more) => found.extend(more),
+                Err(e) => {
+                    tracing::error!(error = %threadline_core::error::chain(&e), "searching a block failed");
+                    self.counters.lock().read_errors += 1;
+                }
+            }
+        }
+        Ok(crate::search::newest(found, query.limit))
+    }
+
     fn blocks_of_trace(&self, trace_id: TraceId) -> Result<Vec<u64>, StoreError> {
         let read = idx(self.index.begin_read(), "reading the index")?;
         let table = idx(read.open_table(TRACE_BLOCKS), "reading the trace index")?;

@@ -304,3 +304,53 @@ fn fewer_small_blocks_than_a_run_are_left_alone() {
         assert_eq!(store.stats().blocks, 3);
     });
 }
+
+#[test]
+fn traces_are_found_by_service_operation_tags_time_and_duration() {
+    use threadline_storage::search::SpanQuery;
+    runtime().block_on(async {
+        let dir = TempDir::new("store-search").unwrap();
+        let (store, _) = open(dir.path()).await;
+        // Seeds 1 and 2 in a block, seed 3 still in memory.
+        for seed in 1..=2 {
+            store.append(&[batch(seed, 10).as_slice()]).unwrap();
+        }
+        store.flush().await.unwrap();
+        store.append(&[batch(3, 10).as_slice()]).unwrap();
+        let all = SpanQuery { start_to: u64::MAX, limit: 1000, ..SpanQuery::default() };
+
+        let found = store.search(&all).await.unwrap();
+        assert_eq!(found.len(), 30);
+        assert_eq!(found[0], trace_of(3, 9), "the trace that started last comes first");
+
+        let order =
+            SpanQuery { tags: vec![("order.id".into(), "order-2-4".into())], ..all.clone() };
+        assert_eq!(store.search(&order).await.unwrap(), vec![trace_of(2, 4)]);
+        let typed = SpanQuery {
+            tags: vec![
+                ("http.response.status_code".into(), "200".into()),
+                ("order.id".into(), "order-3-1".into()),
+            ],
+            ..all.clone()
+        };
+        assert_eq!(store.search(&typed).await.unwrap(), vec![trace_of(3, 1)], "in memory too");
+        let limited = SpanQuery { service: Some("service-1".into()), limit: 5, ..all.clone() };
+        assert_eq!(store.search(&limited).await.unwrap().len(), 5);
+        let nowhere = SpanQuery { service: Some("no-such-service".into()), ..all.clone() };
+        assert!(store.search(&nowhere).await.unwrap().is_empty());
+
+        let spans: Vec<Span> = (1..=3).flat_map(|seed| batch(seed, 10)).collect();
+        let one = &spans[0];
+        let by_name_and_time = SpanQuery {
+            operation: Some(one.name.clone()),
+            start_from: one.start_time_unix_nano,
+            start_to: one.start_time_unix_nano,
+            min_duration: Some(one.duration_nanos()),
+            max_duration: Some(one.duration_nanos()),
+            ..all.clone()
+        };
+        assert_eq!(store.search(&by_name_and_time).await.unwrap(), vec![one.trace_id]);
+        let too_long = SpanQuery { min_duration: Some(3_600_000_000_000), ..all };
+        assert!(store.search(&too_long).await.unwrap().is_empty());
+    });
+}
