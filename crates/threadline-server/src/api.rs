@@ -57,6 +57,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
         .route("/metrics", get(metrics))
+        .merge(crate::jaeger::routes())
         .fallback(not_found)
         .with_state(state)
 }

@@ -9,6 +9,7 @@
 mod api;
 mod auth;
 mod engine_task;
+mod jaeger;
 mod metrics;
 mod pipeline;
 mod process_writer;
