@@ -410,6 +410,40 @@ pub enum WaitingView {
     Root,
 }
 
+/// `GET /api/v1/triage`: running processes older than a threshold, grouped by where they
+/// wait, the group with the oldest process first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriageResponse {
+    pub older_than_nanos: String,
+    /// Running processes older than the threshold, in every group.
+    pub processes: u64,
+    pub groups: Vec<TriageGroup>,
+}
+
+/// Running processes waiting at one place.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriageGroup {
+    /// Where they wait: the first thing each waits for (`null`: nothing known, still running).
+    pub waiting_for: Option<WaitingView>,
+    pub processes: u64,
+    pub oldest_start_unix_nano: String,
+    /// Per process type: how many, and who owns the type.
+    pub types: Vec<TriageType>,
+    /// Ids of the oldest processes of the group, at most 10.
+    pub oldest: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TriageType {
+    pub process_type: String,
+    pub processes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerView>,
+}
+
 /// `GET /api/v1/processes/{id}`: the process and its timeline (every span of its traces,
 /// by start time).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

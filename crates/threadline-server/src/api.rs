@@ -17,7 +17,7 @@ use threadline_api_types::{
     OperationView, OwnerView, ProcessEventView, ProcessListResponse, ProcessResponse,
     ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, QuantilesView,
     SegmentView, ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus,
-    TraceResponse, WaitingView,
+    TraceResponse, TriageGroup, TriageResponse, TriageType, WaitingView,
 };
 use threadline_core::id::TraceId;
 use threadline_engine::critical_path::{Segment, critical_path};
@@ -56,10 +56,96 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
+        .route("/api/v1/triage", get(triage))
         .route("/metrics", get(metrics))
         .merge(crate::jaeger::routes())
         .fallback(not_found)
         .with_state(state)
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TriageQuery {
+    /// A duration: `30s`, `5m`, `1h` (default `1m`).
+    older_than: Option<String>,
+}
+
+/// Running processes considered, at most.
+const TRIAGE_LIMIT: usize = 100_000;
+
+/// `GET /api/v1/triage?older_than=5m`: running processes older than that, grouped by where
+/// they wait (channel and consumer group, missing parent, missing root), with each type's
+/// owner; the group holding the oldest process first.
+async fn triage(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<TriageQuery>,
+) -> Result<Json<TriageResponse>, ApiError> {
+    let text = query.older_than.as_deref().unwrap_or("1m");
+    let older_than = crate::jaeger::parse_duration(text).ok_or_else(|| {
+        invalid(format!("older_than {text:?} must be a duration such as 30s, 5m or 1h"))
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let rows = state
+        .store
+        .running_rows(now.saturating_sub(older_than), TRIAGE_LIMIT)
+        .map_err(|e| ApiError::internal(&e))?;
+    let mut groups: Vec<(Option<WaitingRecord>, Vec<ProcessRecord>)> = Vec::new();
+    for row in rows {
+        // Where it waits, without the time it started waiting.
+        let place = row.waiting.first().map(|w| match w {
+            WaitingRecord::Message { system, destination, group, .. } => WaitingRecord::Message {
+                system: system.clone(),
+                destination: destination.clone(),
+                group: group.clone(),
+                since: 0,
+            },
+            WaitingRecord::MissingParent { .. } => WaitingRecord::MissingParent { count: 0 },
+            WaitingRecord::Root => WaitingRecord::Root,
+        });
+        match groups.iter_mut().find(|(p, _)| *p == place) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((place, vec![row])),
+        }
+    }
+    let total = groups.iter().map(|(_, m)| m.len() as u64).sum();
+    let mut views: Vec<(u64, TriageGroup)> = groups
+        .into_iter()
+        .map(|(place, mut members)| {
+            members.sort_by_key(|r| (r.start_nanos, r.id));
+            let oldest_start = members.first().map_or(0, |r| r.start_nanos);
+            let mut types: Vec<TriageType> = Vec::new();
+            for member in &members {
+                match types.iter_mut().find(|t| t.process_type == member.process_type) {
+                    Some(t) => t.processes += 1,
+                    None => types.push(TriageType {
+                        process_type: member.process_type.clone(),
+                        processes: 1,
+                        owner: owner_of(&state, &member.process_type),
+                    }),
+                }
+            }
+            types.sort_by(|a, b| {
+                b.processes.cmp(&a.processes).then(a.process_type.cmp(&b.process_type))
+            });
+            // The oldest member waits there longest: its entry, with its time.
+            let waiting_for = place.and(members[0].waiting.first()).map(waiting_view);
+            let group = TriageGroup {
+                waiting_for,
+                processes: members.len() as u64,
+                oldest_start_unix_nano: oldest_start.to_string(),
+                types,
+                oldest: members.iter().take(10).map(|r| r.id.to_hex()).collect(),
+            };
+            (oldest_start, group)
+        })
+        .collect();
+    views.sort_by_key(|(start, _)| *start);
+    Ok(Json(TriageResponse {
+        older_than_nanos: older_than.to_string(),
+        processes: total,
+        groups: views.into_iter().map(|(_, g)| g).collect(),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text exposition (see `metrics.rs`).
@@ -253,30 +339,26 @@ fn summary(record: &ProcessRecord, state: &ApiState) -> ProcessSummary {
         error_spans: record.error_spans,
         trace_ids: record.traces.iter().map(TraceId::to_hex).collect(),
         keys: record.keys.iter().cloned().collect(),
-        waiting_for: record
-            .waiting
-            .iter()
-            .map(|w| match w {
-                WaitingRecord::Message { system, destination, group, since } => {
-                    WaitingView::Message {
-                        system: system.clone(),
-                        destination: destination.clone(),
-                        consumer_group: group.clone(),
-                        since_unix_nano: since.to_string(),
-                    }
-                }
-                WaitingRecord::MissingParent { count } => {
-                    WaitingView::MissingParent { count: *count }
-                }
-                WaitingRecord::Root => WaitingView::Root,
-            })
-            .collect(),
+        waiting_for: record.waiting.iter().map(waiting_view).collect(),
         failure: record.failure.clone(),
         spec: record.spec_violations.as_ref().map(|violations| SpecCheckView {
             passed: violations.is_empty(),
             violations: violations.clone(),
         }),
         owner: owner_of(state, &record.process_type),
+    }
+}
+
+fn waiting_view(waiting: &WaitingRecord) -> WaitingView {
+    match waiting {
+        WaitingRecord::Message { system, destination, group, since } => WaitingView::Message {
+            system: system.clone(),
+            destination: destination.clone(),
+            consumer_group: group.clone(),
+            since_unix_nano: since.to_string(),
+        },
+        WaitingRecord::MissingParent { count } => WaitingView::MissingParent { count: *count },
+        WaitingRecord::Root => WaitingView::Root,
     }
 }
 

@@ -111,7 +111,7 @@ async fn operations(
 }
 
 /// A Go-style duration (`1.5s`, `100ms`, `250us`, `2m`, `1h`) in nanoseconds.
-fn parse_duration(text: &str) -> Option<u64> {
+pub fn parse_duration(text: &str) -> Option<u64> {
     let units = [
         ("ns", 1.0),
         ("us", 1e3),

@@ -740,6 +740,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Rows of running processes that started at or before `started_before`, at most `limit`.
+    pub fn running_rows(
+        &self,
+        started_before: u64,
+        limit: usize,
+    ) -> Result<Vec<ProcessRecord>, StoreError> {
+        let ctx = "reading running processes";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let running = idx(read.open_table(PROCESS_RUNNING), ctx)?;
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let mut out = Vec::new();
+        for entry in idx(running.iter(), ctx)? {
+            let (k, _) = idx(entry, ctx)?;
+            let Some(row) = idx(rows.get(k.value()), ctx)? else { continue };
+            let record = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
+            if record.start_nanos <= started_before {
+                out.push(record);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Logged events after `seq`, oldest first, at most `limit`.
     pub fn events_after(&self, seq: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let ctx = "reading the event log";

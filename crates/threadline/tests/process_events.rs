@@ -297,3 +297,89 @@ async fn processes_are_listed_by_type_and_state_in_pages() {
     assert!(list("state=running".into()).await.processes.is_empty());
     assert_eq!(list("type=frontend: POST /refund".into()).await.processes.len(), 3);
 }
+
+/// Triage: running processes older than a threshold, grouped by where they wait, with owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triage_groups_waiting_processes_by_place_with_owners() {
+    use threadline_api_types::TriageResponse;
+    use threadline_core::span::{Span, SpanKind};
+    use threadline_testsuite::spans::span;
+    let dir = threadline_testsuite::server::TempDir::new("triage").unwrap();
+    let specs = dir.path().join("specs.toml");
+    std::fs::write(
+        &specs,
+        "version = 1\n[[process]]\nname = \"checkout\"\nroot = { service = \"frontend\", operation = \"POST /checkout\" }\n\
+         [process.owner]\nteam = \"checkout-team\"\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        threadline_testsuite::server::Options {
+            args: vec!["--specs".into(), specs.to_str().unwrap().into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let now = u64::try_from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos(),
+    )
+    .unwrap();
+    let at = |mut s: Span, offset_ms: u64| {
+        s.start_time_unix_nano = now - 10_000_000_000 + offset_ms * 1_000_000;
+        s.end_time_unix_nano = s.start_time_unix_nano + 1_000_000;
+        s
+    };
+    let mut spans = Vec::new();
+    // Three checkouts whose message nobody consumes.
+    for t in 1..=3 {
+        spans.push(at(span(t, 1, "frontend", "POST /checkout").kind(SpanKind::Server).build(), t));
+        spans.push(at(
+            span(t, 2, "frontend", "orders publish").parent(1).produces("orders").build(),
+            t + 1,
+        ));
+    }
+    // A process whose root never arrives: its first span has a parent nobody sent.
+    spans.push(at(span(9, 5, "search", "query").parent(4).kind(SpanKind::Server).build(), 0));
+    let response = reqwest::Client::new()
+        .post(server.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(threadline_testsuite::otlp::protobuf(&spans))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let triage = loop {
+        let triage: TriageResponse = server.api_json("/api/v1/triage?older_than=5s").await.unwrap();
+        if triage.processes == 4 {
+            break triage;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{triage:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(triage.groups.len(), 2, "{triage:#?}");
+    // The root-less process started first: its group comes first.
+    let first = &triage.groups[0];
+    assert_eq!(first.processes, 1);
+    assert_eq!(first.oldest, vec![threadline_testsuite::spans::trace(9).to_hex()]);
+    let checkouts = &triage.groups[1];
+    assert_eq!(checkouts.processes, 3);
+    match &checkouts.waiting_for {
+        Some(threadline_api_types::WaitingView::Message {
+            destination, consumer_group, ..
+        }) => {
+            assert_eq!((destination.as_str(), consumer_group.as_str()), ("orders", "*"));
+        }
+        other => panic!("checkouts wait on the orders channel, not {other:?}"),
+    }
+    assert_eq!(checkouts.types[0].process_type, "checkout");
+    assert_eq!(checkouts.types[0].owner.as_ref().unwrap().team.as_deref(), Some("checkout-team"));
+    assert_eq!(checkouts.oldest[0], threadline_testsuite::spans::trace(1).to_hex(), "oldest first");
+
+    let recent: TriageResponse = server.api_json("/api/v1/triage?older_than=1h").await.unwrap();
+    assert_eq!(recent.processes, 0);
+    let (status, body) = server.api_get("/api/v1/triage?older_than=soon").await.unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("older_than"), "{body}");
+}
