@@ -1,7 +1,10 @@
-//! The `threadline` command. `serve` runs the server; later commands (`demo`, `process`,
-//! `search`, `expect`, `sql`, `load`, `check`) join it as they are built.
+//! The `threadline` command. `serve` runs the server; `check` validates a spec file;
+//! `process show`, `search` and `expect` talk to a running server (`client.rs`); later
+//! commands (`demo`, `sql`, `load`) join them as they are built.
 //!
 //! Settings precedence: flag > environment variable > config file > default.
+
+mod client;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +35,60 @@ enum Command {
     Check {
         /// The spec file (TOML; see docs/specs.md).
         spec_file: PathBuf,
+    },
+    /// Look at processes on a running server.
+    #[command(subcommand)]
+    Process(ProcessCommand),
+    /// Find processes on a running server by business key, type and state.
+    Search {
+        #[command(flatten)]
+        connection: client::Connection,
+        /// A business key, as in order.id=123.
+        #[arg(long)]
+        key: Option<String>,
+        /// A process type.
+        #[arg(long = "type")]
+        process_type: Option<String>,
+        /// running, completed or failed.
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Wait until a process of a type (and key) reaches a state with the given steps: exit 0
+    /// when met, 1 when not (saying why), 2 on a usage or connection error.
+    Expect {
+        #[command(flatten)]
+        connection: client::Connection,
+        /// The process type.
+        #[arg(long = "type")]
+        process_type: String,
+        /// A business key, as in order.id=123.
+        #[arg(long)]
+        key: Option<String>,
+        /// The state to reach: running, completed or failed.
+        #[arg(long, default_value = "completed")]
+        state: String,
+        /// Operations that must have happened, in order (`name` or `service:name`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        steps: Vec<String>,
+        /// How long to wait, as in 30s or 2m.
+        #[arg(long, default_value = "30s", value_parser = client::parse_within)]
+        within: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProcessCommand {
+    /// One process: its state, keys, where it waits, spec violations and timeline.
+    Show {
+        #[command(flatten)]
+        connection: client::Connection,
+        /// The process id (or any of its trace ids).
+        id: Option<String>,
+        /// Find it by business key instead, as in order.id=123.
+        #[arg(long, conflicts_with = "id")]
+        key: Option<String>,
     },
 }
 
@@ -76,6 +133,26 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { spec_file } => check(&spec_file),
+        Command::Process(ProcessCommand::Show { connection, id, key }) => {
+            client::show(&connection, id.as_deref(), key.as_deref())
+        }
+        Command::Search { connection, key, process_type, state, limit } => client::search(
+            &connection,
+            key.as_deref(),
+            process_type.as_deref(),
+            state.as_deref(),
+            limit,
+        ),
+        Command::Expect { connection, process_type, key, state, steps, within } => client::expect(
+            &connection,
+            &client::Expectation {
+                process_type: &process_type,
+                key: key.as_deref(),
+                state: &state,
+                steps,
+                within,
+            },
+        ),
         Command::Serve(args) => {
             let settings = match serve_settings(*args) {
                 Ok(settings) => settings,

@@ -1,0 +1,417 @@
+//! The commands that talk to a running server over its HTTP API: `process show`, `search`
+//! and `expect` (for integration tests: wait until a process reaches a state with the right
+//! steps, or say why not). Exit codes: 0 done (or met), 1 not met / not found, 2 usage or
+//! connection error. A closed stdout (`| head`) ends the command normally.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use threadline_api_types::{ProcessListResponse, ProcessResponse, ProcessSummary, WaitingView};
+
+/// How to reach the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Connection {
+    /// The server's HTTP API.
+    #[arg(
+        long,
+        env = "THREADLINE_SERVER",
+        default_value = "http://127.0.0.1:7600",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// Bearer token of the API, if it needs one.
+    #[arg(long, env = "THREADLINE_API_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a command stopped: not met (1) or could not run (2).
+#[derive(Debug)]
+enum Failure {
+    NotMet(String),
+    Usage(String),
+}
+
+/// Output that treats a closed pipe as the reader being done.
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Usage(format!("writing output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[allow(clippy::print_stderr, reason = "a command says why it did not succeed on stderr")]
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::NotMet(reason)) => {
+            eprintln!("not met: {reason}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(reason)) => {
+            eprintln!("error: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Usage(format!("starting the runtime: {e}")))
+}
+
+struct Api {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(connection: &Connection) -> Self {
+        Self {
+            base: connection.server.trim_end_matches('/').to_owned(),
+            token: connection.token.clone(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// GETs `path` (with `query`); `Ok(None)` for 404.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Option<T>, Failure> {
+        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Usage(format!("cannot reach {}: {e}", self.base)))?;
+        let status = response.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Failure::Usage(format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(body);
+            return Err(Failure::Usage(format!("{path}: {status}: {message}")));
+        }
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|e| Failure::Usage(format!("{path}: unexpected answer: {e}")))
+    }
+}
+
+/// `key=value` or `key:value`.
+fn split_key(text: &str) -> Result<(String, String), Failure> {
+    text.split_once(['=', ':'])
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| {
+            Failure::Usage(format!("--key {text:?} must be NAME=VALUE, as in order.id=123"))
+        })
+}
+
+fn waiting_text(w: &WaitingView) -> String {
+    match w {
+        WaitingView::Message { system, destination, consumer_group, .. } => {
+            format!("{system} {destination} for consumer group {consumer_group}")
+        }
+        WaitingView::MissingParent { count } => {
+            format!("{count} span(s) whose parent has not arrived")
+        }
+        WaitingView::Root => "its root span".to_owned(),
+    }
+}
+
+fn row(p: &ProcessSummary) -> String {
+    let flags = [(p.stuck, "stuck"), (p.sla_breached, "sla_breached")]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect::<Vec<_>>()
+        .join(",");
+    let ms = p.duration_nanos.parse::<u64>().unwrap_or(0) / 1_000_000;
+    let keys = p.keys.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+    format!(
+        "{:<32}  {:<24}  {:<9}  {:>9}  {:<18}  {}\n",
+        p.id,
+        p.process_type,
+        p.state,
+        format!("{ms} ms"),
+        flags,
+        keys
+    )
+}
+
+const HEADER: &str = "ID                                TYPE                      STATE       DURATION  FLAGS               KEYS\n";
+
+/// `threadline process show ID` or `--key k=v`.
+pub fn show(connection: &Connection, id: Option<&str>, key: Option<&str>) -> ExitCode {
+    finish((|| {
+        let api = Api::new(connection);
+        runtime()?.block_on(async {
+            let id = match (id, key) {
+                (Some(id), None) => id.to_owned(),
+                (None, Some(key)) => {
+                    let (k, v) = split_key(key)?;
+                    let list: ProcessListResponse = api
+                        .get("/api/v1/processes", &[("key", format!("{k}:{v}"))])
+                        .await?
+                        .ok_or_else(|| Failure::NotMet("no process list".into()))?;
+                    let first = list
+                        .processes
+                        .first()
+                        .ok_or_else(|| Failure::NotMet(format!("no process with {k}={v}")))?;
+                    first.id.clone()
+                }
+                _ => {
+                    return Err(Failure::Usage(
+                        "give a process id or --key NAME=VALUE, not both".into(),
+                    ));
+                }
+            };
+            let process: ProcessResponse = api
+                .get(&format!("/api/v1/processes/{id}"), &[])
+                .await?
+                .ok_or_else(|| Failure::NotMet(format!("process {id} not found")))?;
+            if connection.json {
+                return out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&process).unwrap_or_default()
+                ));
+            }
+            let p = &process.process;
+            let mut text = String::new();
+            text.push_str(HEADER);
+            text.push_str(&row(p));
+            if let Some(failure) = &p.failure {
+                text.push_str(&format!("failure: {failure}\n"));
+            }
+            for w in &p.waiting_for {
+                text.push_str(&format!("waiting for: {}\n", waiting_text(w)));
+            }
+            if let Some(spec) = &p.spec {
+                for v in &spec.violations {
+                    text.push_str(&format!("spec violation: {v}\n"));
+                }
+            }
+            text.push_str("timeline:\n");
+            let start = p.start_time_unix_nano.parse::<u64>().unwrap_or(0);
+            for span in &process.timeline {
+                let at =
+                    span.start_time_unix_nano.parse::<u64>().unwrap_or(0).saturating_sub(start)
+                        / 1_000_000;
+                text.push_str(&format!("  +{at:>6} ms  {:<16} {}\n", span.service_name, span.name));
+            }
+            out(&text)
+        })
+    })())
+}
+
+/// `threadline search`: processes by key, type, state.
+pub fn search(
+    connection: &Connection,
+    key: Option<&str>,
+    process_type: Option<&str>,
+    state: Option<&str>,
+    limit: usize,
+) -> ExitCode {
+    finish((|| {
+        let api = Api::new(connection);
+        let mut query = vec![("limit", limit.to_string())];
+        if let Some(key) = key {
+            let (k, v) = split_key(key)?;
+            query.push(("key", format!("{k}:{v}")));
+        }
+        if let Some(t) = process_type {
+            query.push(("type", t.to_owned()));
+        }
+        if let Some(s) = state {
+            query.push(("state", s.to_owned()));
+        }
+        let list: ProcessListResponse = runtime()?
+            .block_on(api.get("/api/v1/processes", &query))?
+            .ok_or_else(|| Failure::NotMet("no process list".into()))?;
+        let processes: Vec<&ProcessSummary> = list
+            .processes
+            .iter()
+            .filter(|p| {
+                process_type.is_none_or(|t| p.process_type == t)
+                    && state.is_none_or(|s| p.state == s)
+            })
+            .collect();
+        if connection.json {
+            return out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&processes).unwrap_or_default()
+            ));
+        }
+        let mut text = String::from(HEADER);
+        for p in processes {
+            text.push_str(&row(p));
+        }
+        out(&text)
+    })())
+}
+
+/// What `threadline expect` waits for.
+#[derive(Debug)]
+pub struct Expectation<'a> {
+    pub process_type: &'a str,
+    pub key: Option<&'a str>,
+    pub state: &'a str,
+    /// Operations (`name` or `service:name`) that must appear, in this order.
+    pub steps: Vec<String>,
+    pub within: Duration,
+}
+
+/// Checks `steps` against the timeline: each must occur, in the given order of first
+/// occurrences. `Err` says which is missing or out of order.
+fn check_steps(steps: &[String], timeline: &ProcessResponse) -> Result<(), String> {
+    let mut previous: Option<(usize, &str)> = None;
+    for step in steps {
+        let found = timeline.timeline.iter().position(|span| match step.split_once(':') {
+            Some((service, name)) => span.service_name == service && span.name == name,
+            None => span.name == *step,
+        });
+        let Some(at) = found else {
+            return Err(format!("missing step {step}"));
+        };
+        if let Some((before, name)) = previous
+            && at < before
+        {
+            return Err(format!("wrong order: {step} happened before {name}"));
+        }
+        previous = Some((at, step));
+    }
+    Ok(())
+}
+
+/// `threadline expect`: waits until a process of the type (and key) is in the state with
+/// the steps, within the time given.
+pub fn expect(connection: &Connection, expectation: &Expectation<'_>) -> ExitCode {
+    finish((|| {
+        if !["running", "completed", "failed"].contains(&expectation.state) {
+            return Err(Failure::Usage(format!(
+                "--state {:?} must be one of running, completed, failed",
+                expectation.state
+            )));
+        }
+        let key = expectation.key.map(split_key).transpose()?;
+        let api = Api::new(connection);
+        let deadline = Instant::now() + expectation.within;
+        runtime()?.block_on(async {
+            let mut last_seen: Option<ProcessSummary> = None;
+            loop {
+                let query = match &key {
+                    Some((k, v)) => vec![("key", format!("{k}:{v}")), ("limit", "100".into())],
+                    None => {
+                        vec![("type", expectation.process_type.to_owned()), ("limit", "20".into())]
+                    }
+                };
+                let list: ProcessListResponse = api
+                    .get("/api/v1/processes", &query)
+                    .await?
+                    .unwrap_or(ProcessListResponse { processes: Vec::new(), next_cursor: None });
+                for p in
+                    list.processes.iter().filter(|p| p.process_type == expectation.process_type)
+                {
+                    last_seen = Some(p.clone());
+                    let terminal = p.state != "running";
+                    if p.state != expectation.state {
+                        if terminal {
+                            return Err(Failure::NotMet(format!(
+                                "process {} ended {} (expected {}){}",
+                                p.id,
+                                p.state,
+                                expectation.state,
+                                p.failure.as_ref().map(|f| format!(": {f}")).unwrap_or_default()
+                            )));
+                        }
+                        continue;
+                    }
+                    let detail: ProcessResponse = api
+                        .get(&format!("/api/v1/processes/{}", p.id), &[])
+                        .await?
+                        .ok_or_else(|| Failure::NotMet(format!("process {} vanished", p.id)))?;
+                    match check_steps(&expectation.steps, &detail) {
+                        Ok(()) => {
+                            let text = if connection.json {
+                                format!(
+                                    "{}\n",
+                                    serde_json::to_string_pretty(&detail).unwrap_or_default()
+                                )
+                            } else {
+                                format!("met: {}", row(&detail.process))
+                            };
+                            return out(&text);
+                        }
+                        // A finished process will not grow the steps it lacks.
+                        Err(reason) if terminal => {
+                            return Err(Failure::NotMet(format!("process {}: {reason}", p.id)));
+                        }
+                        Err(_) => {}
+                    }
+                }
+                if Instant::now() >= deadline {
+                    let where_ = match &last_seen {
+                        None => format!(
+                            "no process of type {}{} was seen",
+                            expectation.process_type,
+                            key.as_ref().map(|(k, v)| format!(" with {k}={v}")).unwrap_or_default()
+                        ),
+                        Some(p) => format!(
+                            "process {} is {}{}",
+                            p.id,
+                            p.state,
+                            p.waiting_for
+                                .first()
+                                .map(|w| format!(", waiting for {}", waiting_text(w)))
+                                .unwrap_or_default()
+                        ),
+                    };
+                    return Err(Failure::NotMet(format!(
+                        "timeout after {:?}: {where_}",
+                        expectation.within
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    })())
+}
+
+/// A duration such as `30s`, `500ms`, `2m`.
+pub fn parse_within(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((text, "s"), |at| text.split_at(at));
+    let value: f64 =
+        number.parse().map_err(|_| format!("{text:?} is not a duration such as 30s"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => return Err(format!("{text:?}: the unit must be ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{text:?} is not a duration such as 30s"))
+}
