@@ -34,6 +34,261 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/api/traces", get(search))
         .route("/api/traces/{trace_id}", get(trace))
         .route("/api/dependencies", get(dependencies))
+        .route("/api/v3/services", get(v3_services))
+        .route("/api/v3/operations", get(v3_operations))
+        .route("/api/v3/traces", get(v3_search))
+        .route("/api/v3/traces/{trace_id}", get(v3_trace))
+}
+
+/// An error of the v3 API: `{"error": {"httpCode", "message"}}` as Jaeger's gRPC gateway has it.
+fn v3_error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": { "httpCode": status.as_u16(), "message": message } })))
+        .into_response()
+}
+
+async fn v3_services(State(state): State<ApiState>) -> Response {
+    Json(json!({ "services": state.store.services() })).into_response()
+}
+
+async fn v3_operations(
+    State(state): State<ApiState>,
+    Query(query): Query<OperationsQuery>,
+) -> Response {
+    let Some(service) = query.service else {
+        return v3_error(StatusCode::BAD_REQUEST, "parameter service is required".into());
+    };
+    let names = operation_names(&state, &service).await;
+    let operations: Vec<Value> =
+        names.iter().map(|n| json!({ "name": n, "spanKind": "" })).collect();
+    Json(json!({ "operations": operations })).into_response()
+}
+
+async fn v3_trace(State(state): State<ApiState>, Path(trace_id): Path<String>) -> Response {
+    let Ok(id) = TraceId::from_hex(&trace_id) else {
+        return v3_error(
+            StatusCode::BAD_REQUEST,
+            format!("trace id {trace_id:?} must be 32 hex digits"),
+        );
+    };
+    match state.store.trace(id).await {
+        Ok(spans) if spans.is_empty() => {
+            v3_error(StatusCode::NOT_FOUND, format!("trace {id} not found"))
+        }
+        Ok(spans) => Json(json!({ "result": otlp_json(&spans) })).into_response(),
+        Err(e) => v3_error(StatusCode::INTERNAL_SERVER_ERROR, threadline_core::error::chain(&e)),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct V3SearchQuery {
+    #[serde(rename = "query.service_name")]
+    service: Option<String>,
+    #[serde(rename = "query.operation_name")]
+    operation: Option<String>,
+    #[serde(rename = "query.start_time_min")]
+    start_min: Option<String>,
+    #[serde(rename = "query.start_time_max")]
+    start_max: Option<String>,
+    #[serde(rename = "query.duration_min")]
+    duration_min: Option<String>,
+    #[serde(rename = "query.duration_max")]
+    duration_max: Option<String>,
+    #[serde(rename = "query.num_traces")]
+    num_traces: Option<String>,
+}
+
+/// `GET /api/v3/traces?query.service_name=...&query.start_time_min=RFC3339&...`: matching
+/// traces as one OTLP `TracesData`.
+async fn v3_search(State(state): State<ApiState>, Query(query): Query<V3SearchQuery>) -> Response {
+    let bad = |m: String| v3_error(StatusCode::BAD_REQUEST, m);
+    let Some(service) = query.service.filter(|s| !s.is_empty()) else {
+        return bad("parameter query.service_name is required".into());
+    };
+    let time = |name: &str, text: Option<&str>| -> Result<Option<u64>, String> {
+        text.filter(|t| !t.is_empty())
+            .map(|t| {
+                parse_rfc3339(t)
+                    .ok_or_else(|| format!("parameter {name} {t:?} must be an RFC 3339 time"))
+            })
+            .transpose()
+    };
+    let (start_from, start_to) = match (
+        time("query.start_time_min", query.start_min.as_deref()),
+        time("query.start_time_max", query.start_max.as_deref()),
+    ) {
+        (Ok(Some(from)), Ok(to)) => (from, to.unwrap_or(u64::MAX)),
+        (Ok(None), Ok(_)) => return bad("parameter query.start_time_min is required".into()),
+        (Err(message), _) | (_, Err(message)) => return bad(message),
+    };
+    let duration = |name: &str, text: Option<&str>| -> Result<Option<u64>, String> {
+        text.filter(|t| !t.is_empty())
+            .map(|t| {
+                parse_duration(t).ok_or_else(|| {
+                    format!("parameter {name} {t:?} must be a duration such as 1.2s")
+                })
+            })
+            .transpose()
+    };
+    let (min_duration, max_duration) = match (
+        duration("query.duration_min", query.duration_min.as_deref()),
+        duration("query.duration_max", query.duration_max.as_deref()),
+    ) {
+        (Ok(min), Ok(max)) => (min, max),
+        (Err(message), _) | (_, Err(message)) => return bad(message),
+    };
+    let limit = match query.num_traces.as_deref().filter(|t| !t.is_empty()) {
+        None => DEFAULT_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return bad(format!(
+                    "parameter query.num_traces {text:?} must be between 1 and {MAX_LIMIT}"
+                ));
+            }
+        },
+    };
+    let span_query = SpanQuery {
+        service: Some(service),
+        operation: query.operation.filter(|o| !o.is_empty()),
+        tags: Vec::new(),
+        start_from,
+        start_to,
+        min_duration,
+        max_duration,
+        limit,
+    };
+    let ids = match state.store.search(&span_query).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            return v3_error(StatusCode::INTERNAL_SERVER_ERROR, threadline_core::error::chain(&e));
+        }
+    };
+    let mut spans = Vec::new();
+    for id in ids {
+        match state.store.trace(id).await {
+            Ok(found) => spans.extend(found),
+            Err(e) => {
+                return v3_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    threadline_core::error::chain(&e),
+                );
+            }
+        }
+    }
+    Json(json!({ "result": otlp_json(&spans) })).into_response()
+}
+
+/// RFC 3339 (`2023-11-14T22:13:20Z`, `...20.5+01:00`) to Unix nanoseconds.
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let (date, rest) = text.split_once(['T', 't', ' '])?;
+    let mut parts = date.splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) =
+        (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+    let zone_at = rest.find(['Z', 'z', '+', '-'])?;
+    let (clock, zone) = rest.split_at(zone_at);
+    let mut hms = clock.splitn(3, ':');
+    let (h, min): (i64, i64) = (hms.next()?.parse().ok()?, hms.next()?.parse().ok()?);
+    let seconds_text = hms.next()?;
+    let (whole, fraction) = seconds_text.split_once('.').unwrap_or((seconds_text, ""));
+    let sec: i64 = whole.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let mut nanos: i64 = 0;
+    for (i, digit) in fraction.chars().take(9).enumerate() {
+        let digit = i64::from(digit.to_digit(10)?);
+        nanos += digit * 10_i64.pow(8 - u32::try_from(i).ok()?);
+    }
+    let offset = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = zone[1..].split_once(':')?;
+            sign * (oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60)
+        }
+    };
+    // Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + h * 3600 + min * 60 + sec - offset;
+    u64::try_from(seconds).ok()?.checked_mul(1_000_000_000)?.checked_add(u64::try_from(nanos).ok()?)
+}
+
+/// The spans of one scope under a resource: the first span (for the scope) and all of them.
+type ScopeGroup<'a> = (&'a Span, Vec<&'a Span>);
+
+/// Spans as one OTLP JSON `TracesData`: grouped by resource, then by scope.
+fn otlp_json(spans: &[Span]) -> Value {
+    let mut groups: Vec<(&Span, Vec<ScopeGroup<'_>>)> = Vec::new();
+    for span in spans {
+        let resource = match groups.iter_mut().find(|(first, _)| *first.resource == *span.resource)
+        {
+            Some(group) => group,
+            None => {
+                groups.push((span, Vec::new()));
+                let last = groups.len() - 1;
+                &mut groups[last]
+            }
+        };
+        match resource.1.iter_mut().find(|(first, _)| *first.scope == *span.scope) {
+            Some((_, members)) => members.push(span),
+            None => resource.1.push((span, vec![span])),
+        }
+    }
+    let attributes = |kvs: &[KeyValue]| -> Value {
+        kvs.iter()
+            .map(|kv| json!({ "key": kv.key, "value": threadline_api_types::ValueView::from(&kv.value) }))
+            .collect()
+    };
+    let resource_spans: Vec<Value> = groups
+        .iter()
+        .map(|(first, scopes)| {
+            json!({
+                "resource": { "attributes": attributes(&first.resource.attributes) },
+                "scopeSpans": scopes.iter().map(|(scope_first, members)| json!({
+                    "scope": { "name": scope_first.scope.name, "version": scope_first.scope.version },
+                    "spans": members.iter().map(|s| json!({
+                        "traceId": s.trace_id.to_hex(),
+                        "spanId": s.span_id.to_hex(),
+                        "parentSpanId": s.parent_span_id.map(|p| p.to_hex()).unwrap_or_default(),
+                        "traceState": s.trace_state,
+                        "flags": s.flags,
+                        "name": s.name,
+                        "kind": match s.kind {
+                            SpanKind::Unspecified => 0,
+                            SpanKind::Internal => 1,
+                            SpanKind::Server => 2,
+                            SpanKind::Client => 3,
+                            SpanKind::Producer => 4,
+                            SpanKind::Consumer => 5,
+                        },
+                        "startTimeUnixNano": s.start_time_unix_nano.to_string(),
+                        "endTimeUnixNano": s.end_time_unix_nano.to_string(),
+                        "attributes": attributes(&s.attributes),
+                        "events": s.events.iter().map(|e| json!({
+                            "timeUnixNano": e.time_unix_nano.to_string(),
+                            "name": e.name,
+                            "attributes": attributes(&e.attributes),
+                        })).collect::<Vec<_>>(),
+                        "links": s.links.iter().map(|l| json!({
+                            "traceId": l.trace_id.to_hex(),
+                            "spanId": l.span_id.to_hex(),
+                            "attributes": attributes(&l.attributes),
+                        })).collect::<Vec<_>>(),
+                        "status": {
+                            "code": match s.status.code { SpanStatus::Unset => 0, SpanStatus::Ok => 1, SpanStatus::Error => 2 },
+                            "message": s.status.message,
+                        },
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "resourceSpans": resource_spans })
 }
 
 /// Jaeger's envelope: `data`, then `total`, `limit`, `offset`, `errors`.
@@ -395,6 +650,20 @@ fn jaeger_trace(id: TraceId, spans: &[Span]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
+
+    #[test]
+    fn rfc3339_times_parse() {
+        use super::parse_rfc3339;
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000_000_000_000));
+        assert_eq!(parse_rfc3339("2023-11-14T23:13:20.5+01:00"), Some(1_700_000_000_500_000_000));
+        assert_eq!(
+            parse_rfc3339("2024-02-29T00:00:00.000000001Z"),
+            Some(1_709_164_800_000_000_001)
+        );
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2023-13-01T00:00:00Z"), None);
+    }
 
     #[test]
     fn go_durations_parse() {

@@ -1,6 +1,7 @@
 //! The Jaeger query API as Grafana's Jaeger data source and Jaeger UI use it, on spans the
 //! OpenTelemetry Python SDK sent: services → operations → search (by service, operation,
-//! tags, duration) → trace by id, checking the fields those clients read.
+//! tags, duration) → trace by id, checking the fields those clients read; and the `/api/v3`
+//! variants in OTLP JSON.
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
@@ -145,6 +146,54 @@ async fn a_jaeger_client_flow_reads_what_it_expects() {
         .find(|r| r["refType"] == "FOLLOWS_FROM")
         .unwrap();
     assert_eq!(linked["traceID"], root_trace.as_str());
+
+    // The v3 API: OTLP JSON.
+    let (_, v3_services) = get(&server, "/api/v3/services").await;
+    assert_eq!(v3_services["services"], services["data"]);
+    let (_, v3_ops) = get(&server, "/api/v3/operations?service=frontend").await;
+    assert!(v3_ops["operations"].as_array().unwrap().iter().any(|o| o["name"] == "POST /checkout"));
+    let (status, v3_trace) = get(&server, &format!("/api/v3/traces/{root_trace}")).await;
+    assert_eq!(status, 200);
+    let otlp_spans: Vec<&Value> = v3_trace["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+        .flat_map(|ss| ss["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(otlp_spans.len(), spans.len());
+    let otlp_root = otlp_spans.iter().find(|s| s["name"] == "POST /checkout").unwrap();
+    assert_eq!(otlp_root["kind"], 2);
+    assert_eq!(otlp_root["parentSpanId"], "");
+    let status_code = otlp_root["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "http.response.status_code")
+        .unwrap();
+    assert_eq!(status_code["value"], serde_json::json!({"intValue": "200"}));
+    let (status, v3_found) =
+        get(&server, "/api/v3/traces?query.service_name=frontend&query.start_time_min=1970-01-01T00:00:00Z&query.num_traces=10").await;
+    assert_eq!(status, 200, "{v3_found}");
+    let mut trace_ids: Vec<&str> = v3_found["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rs| rs["scopeSpans"].as_array().unwrap())
+        .flat_map(|ss| ss["spans"].as_array().unwrap())
+        .map(|s| s["traceId"].as_str().unwrap())
+        .collect();
+    trace_ids.sort_unstable();
+    trace_ids.dedup();
+    assert_eq!(trace_ids.len(), 2);
+    let (status, v3_bad) =
+        get(&server, "/api/v3/traces?query.service_name=frontend&query.start_time_min=yesterday")
+            .await;
+    assert_eq!(status, 400);
+    assert!(
+        v3_bad["error"]["message"].as_str().unwrap().contains("query.start_time_min"),
+        "{v3_bad}"
+    );
 
     // Dependencies and errors in Jaeger's envelope.
     let (_, deps) = get(&server, "/api/dependencies?endTs=0&lookback=3600000").await;
