@@ -57,10 +57,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/triage", get(triage))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .merge(crate::jaeger::routes())
         .fallback(not_found)
         .with_state(state)
+}
+
+/// The OpenAPI 3.1 document of `/api/v1` (checked against the running server by
+/// `crates/threadline/tests/openapi.rs`).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]
