@@ -50,7 +50,60 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub security: Security,
+    /// Alert rules (`[[alert]]`).
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<AlertRule>,
+    /// Where alerts go (`[[sink]]`).
+    #[serde(default, rename = "sink")]
+    pub sinks: Vec<Sink>,
 }
+
+/// An alert rule: per process (an event of one of `on` for a process of the type) or on a
+/// rate (`rate`: at least `count` events of one kind within `window`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertRule {
+    pub name: String,
+    /// A process type, or `*` for every type.
+    #[serde(rename = "type", default = "any_type")]
+    pub process_type: String,
+    /// Event kinds that raise a per-process alert.
+    #[serde(default)]
+    pub on: Vec<String>,
+    pub rate: Option<RateRule>,
+    /// Names of the sinks to notify (default: every sink).
+    #[serde(default)]
+    pub sinks: Vec<String>,
+}
+
+fn any_type() -> String {
+    "*".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateRule {
+    /// The event kind counted.
+    pub kind: String,
+    pub count: u64,
+    /// A duration such as `5m`.
+    pub window: String,
+}
+
+/// A destination of alerts.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sink {
+    pub name: String,
+    /// `alertmanager` (its `/api/v2/alerts` payload), `webhook` (generic JSON) or `log`.
+    pub kind: String,
+    /// Where to POST (not for `log`).
+    pub url: Option<String>,
+}
+
+/// Event kinds an alert rule may name.
+pub const ALERT_EVENT_KINDS: &[&str] =
+    &["failed", "sla_breached", "stuck", "spec_violated", "reopened"];
 
 impl Default for Config {
     fn default() -> Self {
@@ -64,6 +117,8 @@ impl Default for Config {
             engine: Engine::default(),
             log: Log::default(),
             security: Security::default(),
+            alerts: Vec::new(),
+            sinks: Vec::new(),
         }
     }
 }
@@ -279,6 +334,64 @@ impl Config {
         Ok(config)
     }
 
+    fn validate_alerts(&self) -> Result<(), String> {
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let at = format!("sink[{i}] ({:?})", sink.name);
+            match (sink.kind.as_str(), &sink.url) {
+                ("alertmanager" | "webhook", Some(url))
+                    if url.starts_with("http://") || url.starts_with("https://") => {}
+                ("alertmanager" | "webhook", _) => {
+                    return Err(format!("{at}.url must be an http:// or https:// URL"));
+                }
+                ("log", _) => {}
+                (other, _) => {
+                    return Err(format!(
+                        "{at}.kind {other:?} must be alertmanager, webhook or log"
+                    ));
+                }
+            }
+            if self.sinks[..i].iter().any(|s| s.name == sink.name) {
+                return Err(format!("{at}: a second sink of that name"));
+            }
+        }
+        for (i, rule) in self.alerts.iter().enumerate() {
+            let at = format!("alert[{i}] ({:?})", rule.name);
+            for kind in &rule.on {
+                if !ALERT_EVENT_KINDS.contains(&kind.as_str()) {
+                    return Err(format!(
+                        "{at}.on: {kind:?} is not one of {}",
+                        ALERT_EVENT_KINDS.join(", ")
+                    ));
+                }
+            }
+            match (&rule.rate, rule.on.is_empty()) {
+                (None, true) => return Err(format!("{at}: give `on` (event kinds) or `rate`")),
+                (Some(_), false) => return Err(format!("{at}: give `on` or `rate`, not both")),
+                (Some(rate), true) => {
+                    if !ALERT_EVENT_KINDS.contains(&rate.kind.as_str()) {
+                        return Err(format!(
+                            "{at}.rate.kind: {:?} is not one of {}",
+                            rate.kind,
+                            ALERT_EVENT_KINDS.join(", ")
+                        ));
+                    }
+                    if rate.count == 0 {
+                        return Err(format!("{at}.rate.count must be greater than 0"));
+                    }
+                    spec::parse_duration(&rate.window)
+                        .map_err(|e| format!("{at}.rate.window: {e}"))?;
+                }
+                (None, false) => {}
+            }
+            for sink in &rule.sinks {
+                if !self.sinks.iter().any(|s| s.name == *sink) {
+                    return Err(format!("{at}.sinks: no sink named {sink:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what types alone cannot: the version and that limits are usable.
     pub fn validate(&self) -> Result<(), String> {
         if self.version != CONFIG_VERSION {
@@ -327,6 +440,7 @@ impl Config {
                 return Err(format!("{name} must be at least 16 characters, without spaces"));
             }
         }
+        self.validate_alerts()?;
         if self.log.level.trim().is_empty() {
             return Err("log.level must not be empty".to_owned());
         }

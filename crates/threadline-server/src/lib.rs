@@ -6,6 +6,7 @@
 //! with a clear error); on shutdown `/readyz` turns 503, the ingest listeners stop accepting
 //! and finish their in-flight requests, the queue drains into the store, then the API stops.
 
+mod alerts;
 mod api;
 mod auth;
 mod engine_task;
@@ -162,6 +163,12 @@ impl Server {
         };
         let maintenance_stop = CancellationToken::new();
         let maintenance = tokio::spawn(maintain(Arc::clone(&store), maintenance_stop.clone()));
+        alerts::start(
+            &config.alerts,
+            &config.sinks,
+            publisher.subscribe(),
+            maintenance_stop.clone(),
+        );
 
         let shutdown = CancellationToken::new();
         let ready = Arc::new(AtomicBool::new(false));
