@@ -25,6 +25,15 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 cargo nextest --version | head -n 1
 
+step "system tools the tests use (openssl for TLS certificates, mount for the disk-full test)"
+missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v mount >/dev/null 2>&1 || missing+=(mount)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+fi
+openssl version
+
 step "python venv for the OpenTelemetry SDK interop tests"
 requirements=tests/interop/requirements.txt
 stamp=.venv/.requirements.sha256

@@ -50,6 +50,8 @@ pub struct Config {
     pub log: Log,
     #[serde(default)]
     pub security: Security,
+    #[serde(default)]
+    pub tls: Tls,
     /// Alert rules (`[[alert]]`).
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,
@@ -117,6 +119,7 @@ impl Default for Config {
             engine: Engine::default(),
             log: Log::default(),
             security: Security::default(),
+            tls: Tls::default(),
             alerts: Vec::new(),
             sinks: Vec::new(),
         }
@@ -290,6 +293,15 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// TLS for every listener (OTLP gRPC and HTTP, Zipkin, the API): PEM files of the
+/// certificate chain and its private key. Without them, plain TCP.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 /// Who may talk to the server. Without tokens, anyone who reaches the listeners may.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -441,6 +453,11 @@ impl Config {
             }
         }
         self.validate_alerts()?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(
+                "tls.cert_file and tls.key_file go together: give both or neither".to_owned()
+            );
+        }
         if self.log.level.trim().is_empty() {
             return Err("log.level must not be empty".to_owned());
         }

@@ -14,6 +14,7 @@ mod jaeger;
 mod metrics;
 mod pipeline;
 mod process_writer;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ pub enum ServerError {
     Runtime(#[source] std::io::Error),
     #[error("{listener} listener failed: {message}")]
     Serve { listener: &'static str, message: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The addresses the server actually listens on (port 0 in the config picks a free port).
@@ -178,11 +181,22 @@ impl Server {
             threadline_ingest::grpc::otlp_service(receivers.clone()),
             auth::grpc(security.ingest_token.as_deref().map(Arc::from)),
         );
+        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(cert), Some(key)) => Some(tls::load(cert, key)?),
+            _ => None,
+        };
+        let mut grpc_server = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+            grpc_server = grpc_server
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| tls::TlsError::Config(e.to_string()))?;
+        }
         let stop = shutdown.clone();
         ingest_tasks.push((
             "otlp_grpc",
             tokio::spawn(async move {
-                tonic::transport::Server::builder()
+                grpc_server
                     .layer(tower::util::MapResponseLayer::new(
                         threadline_ingest::grpc::oversize_is_not_retryable::<tonic::body::Body>,
                     ))
@@ -204,6 +218,7 @@ impl Server {
                     security.ingest_token.as_deref(),
                 ),
                 shutdown.clone(),
+                tls.as_ref(),
             ),
         ));
         ingest_tasks.push((
@@ -215,6 +230,7 @@ impl Server {
                     security.ingest_token.as_deref(),
                 ),
                 shutdown.clone(),
+                tls.as_ref(),
             ),
         ));
         let api_state = api::ApiState {
@@ -237,6 +253,7 @@ impl Server {
             api,
             auth::guard(api::router(api_state), security.api_token.as_deref()),
             api_stop.clone(),
+            tls.as_ref(),
         );
 
         ready.store(true, Ordering::SeqCst);
@@ -489,13 +506,25 @@ fn serve_http(
     listener: TcpListener,
     router: axum::Router,
     stop: CancellationToken,
+    tls: Option<&tls::Tls>,
 ) -> JoinHandle<Result<(), String>> {
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(|e| e.to_string())
-    })
+    match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(|e| e.to_string())
+        }),
+        Some(tls) => {
+            let listener = tls::TlsListener { inner: listener, acceptor: tls.acceptor.clone() };
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    }
 }
 
 /// Settings for [`run`]: the validated config and the resolved data directory.
