@@ -314,6 +314,7 @@ impl Server {
             tokio::task::spawn_blocking(move || pipeline.join().unwrap_or(0)).await.unwrap_or(0);
         self.maintenance_stop.cancel();
         let _ = self.maintenance.await;
+        self.store.collect_garbage(true).await;
         // Everything is in the WAL already; a last block makes the next start quicker.
         if let Err(e) = self.store.flush().await {
             tracing::warn!(error = %threadline_core::error::chain(&e), "writing the last block failed; the WAL keeps it");
@@ -443,6 +444,7 @@ async fn maintain(store: Arc<Store>, stop: CancellationToken) {
         if let Err(e) = store.sync_wal_if_due() {
             tracing::error!(error = %threadline_core::error::chain(&e), "WAL fsync failed");
         }
+        store.collect_garbage(false).await;
         if store.flush_due()
             && let Err(e) = store.flush().await
         {

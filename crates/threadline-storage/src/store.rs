@@ -174,7 +174,12 @@ pub struct Store {
     /// One flush or retention pass at a time.
     maintenance: tokio::sync::Mutex<()>,
     applied_seq: std::sync::atomic::AtomicU64,
+    /// Block files no longer indexed, deleted once reads that began before have finished.
+    doomed: Mutex<Vec<(Instant, String)>>,
 }
+
+/// How long a block no longer indexed stays readable for reads already under way.
+const DELETE_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct BlockEntry {
@@ -332,6 +337,7 @@ impl Store {
             counters: Mutex::new(counters),
             maintenance: tokio::sync::Mutex::new(()),
             applied_seq: std::sync::atomic::AtomicU64::new(applied_seq),
+            doomed: Mutex::new(Vec::new()),
         };
         Ok((store, opened))
     }
@@ -413,13 +419,19 @@ impl Store {
         let frozen = {
             let mut wal = self.wal.lock();
             let mut heads = self.heads.write();
-            if heads.active.spans == 0 {
-                return Ok(0);
+            // A head whose block failed before goes first: the flushed sequence number may
+            // never pass records that are in no block.
+            if let Some(oldest) = heads.frozen.first() {
+                Arc::clone(oldest)
+            } else {
+                if heads.active.spans == 0 {
+                    return Ok(0);
+                }
+                wal.seal()?;
+                let head = Arc::new(std::mem::take(&mut heads.active));
+                heads.frozen.push(Arc::clone(&head));
+                head
             }
-            wal.seal()?;
-            let head = Arc::new(std::mem::take(&mut heads.active));
-            heads.frozen.push(Arc::clone(&head));
-            head
         };
         let result = self.write_block(&frozen).await;
         if let Err(e) = &result {
@@ -542,10 +554,7 @@ impl Store {
                 idx(tx.commit(), "committing the index")?;
             }
             self.blocks.write().remove(id);
-            let path = block_path(*id);
-            if let Err(e) = self.objects.delete(&ObjectPath::from(path.as_str())).await {
-                tracing::warn!(block = %path, error = %e, "deleting an expired block failed; it is no longer read");
-            }
+            self.delete_later(block_path(*id));
             let mut counters = self.counters.lock();
             counters.spans_in_blocks -= entry.spans;
             counters.block_bytes -= entry.bytes;
@@ -740,12 +749,38 @@ impl Store {
             counters.compacted_blocks += run.len() as u64;
         }
         for (old, _) in &run {
-            let path = block_path(*old);
-            if let Err(e) = self.objects.delete(&ObjectPath::from(path.as_str())).await {
-                tracing::warn!(block = %path, error = %e, "deleting a compacted block failed; it is no longer read");
-            }
+            self.delete_later(block_path(*old));
         }
         Ok(run.len())
+    }
+
+    /// Schedules a block file for deletion after [`DELETE_GRACE`]: a read that found it in
+    /// the block list just before it left may still be reading it.
+    fn delete_later(&self, path: String) {
+        self.doomed.lock().push((Instant::now() + DELETE_GRACE, path));
+    }
+
+    /// Deletes the block files whose grace has passed (`all`: every one, as on shutdown).
+    /// Returns how many were deleted.
+    pub async fn collect_garbage(&self, all: bool) -> usize {
+        let due: Vec<String> = {
+            let mut doomed = self.doomed.lock();
+            let now = Instant::now();
+            let (due, keep): (Vec<_>, Vec<_>) =
+                doomed.drain(..).partition(|(at, _)| all || *at <= now);
+            *doomed = keep;
+            due.into_iter().map(|(_, path)| path).collect()
+        };
+        let mut deleted = 0;
+        for path in due {
+            match self.objects.delete(&ObjectPath::from(path.as_str())).await {
+                Ok(()) => deleted += 1,
+                Err(e) => {
+                    tracing::warn!(block = %path, error = %e, "deleting an unindexed block failed; it is no longer read");
+                }
+            }
+        }
+        deleted
     }
 
     fn next_block_id(&self) -> Result<u64, StoreError> {

@@ -150,6 +150,11 @@ fn retention_deletes_old_blocks_and_their_index_entries() {
         let now = newest_old + 3_600_000_000_000 + 1;
         assert!(newest_new > now - 3_600_000_000_000);
         assert_eq!(store.enforce_retention(now).await.unwrap(), 1);
+        assert_eq!(
+            store.collect_garbage(true).await,
+            1,
+            "the expired block's file goes after its grace"
+        );
         assert!(store.trace(trace_of(1, 3)).await.unwrap().is_empty());
         assert_eq!(store.trace(trace_of(2, 3)).await.unwrap().len(), 4);
         let stats = store.stats();
@@ -279,6 +284,12 @@ fn small_blocks_are_compacted_into_one_and_every_trace_still_reads() {
                 assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
             }
             assert_eq!(store.compact().await.unwrap(), 0, "one block is not a run");
+            assert_eq!(
+                store.collect_garbage(false).await,
+                0,
+                "reads under way keep the small blocks a while"
+            );
+            assert_eq!(store.collect_garbage(true).await, 6);
         }
         let files: Vec<_> = std::fs::read_dir(dir.path().join("blocks/spans")).unwrap().collect();
         assert_eq!(files.len(), 1, "the small blocks' files are gone");
@@ -352,5 +363,37 @@ fn traces_are_found_by_service_operation_tags_time_and_duration() {
         assert_eq!(store.search(&by_name_and_time).await.unwrap(), vec![one.trace_id]);
         let too_long = SpanQuery { min_duration: Some(3_600_000_000_000), ..all };
         assert!(store.search(&too_long).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn reads_racing_a_compaction_see_every_span() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-compact-race").unwrap();
+        let (store, _) = open(dir.path()).await;
+        let batches: Vec<Vec<Span>> = (1..=6).map(|seed| batch(seed, 30)).collect();
+        for b in &batches {
+            store.append(&[b.as_slice()]).unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = std::sync::Arc::new(store);
+        let reader = {
+            let (store, batches) = (std::sync::Arc::clone(&store), batches.clone());
+            tokio::spawn(async move {
+                for round in 0..40 {
+                    for seed in 1..=6 {
+                        let id = trace_of(seed, round % 30);
+                        assert_eq!(
+                            store.trace(id).await.unwrap(),
+                            expected(&batches, id),
+                            "seed {seed} round {round}"
+                        );
+                    }
+                }
+            })
+        };
+        assert_eq!(store.compact().await.unwrap(), 6);
+        reader.await.unwrap();
+        assert_eq!(store.stats().read_errors, 0);
     });
 }
