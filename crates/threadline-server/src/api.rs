@@ -449,9 +449,23 @@ struct ProcessQuery {
     start_to: Option<u64>,
     limit: Option<usize>,
     cursor: Option<String>,
+    stuck: Option<bool>,
+    sla_breached: Option<bool>,
+    /// Duration range, as 250ms, 30s, 5m.
+    min_duration: Option<String>,
+    max_duration: Option<String>,
 }
 
 const MAX_LIMIT: usize = 1000;
+
+fn duration_param(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
+    text.map(|t| {
+        crate::jaeger::parse_duration(t).ok_or_else(|| {
+            invalid(format!("{name} {t:?} must be a duration such as 250ms, 30s or 5m"))
+        })
+    })
+    .transpose()
+}
 
 /// `GET /api/v1/processes`: by business key (`key=order.id:123`), or listed newest first by
 /// `type`, `state` and start time range (`start_from`, `start_to`), `limit` per page (at
@@ -493,6 +507,10 @@ async fn processes(
         state: state_filter,
         start_from: query.start_from,
         start_to: query.start_to,
+        stuck: query.stuck,
+        sla_breached: query.sla_breached,
+        min_duration: duration_param("min_duration", query.min_duration.as_deref())?,
+        max_duration: duration_param("max_duration", query.max_duration.as_deref())?,
     };
     let (rows, next) =
         state.store.list_processes(&filter, limit, cursor).map_err(|e| ApiError::internal(&e))?;

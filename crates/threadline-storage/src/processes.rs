@@ -138,6 +138,23 @@ pub struct ProcessFilter {
     /// Start time range, inclusive, in Unix nanoseconds.
     pub start_from: Option<u64>,
     pub start_to: Option<u64>,
+    /// Only processes flagged stuck (`Some(true)`) or not (`Some(false)`).
+    pub stuck: Option<bool>,
+    pub sla_breached: Option<bool>,
+    /// Duration range (end − start so far), inclusive, in nanoseconds.
+    pub min_duration: Option<u64>,
+    pub max_duration: Option<u64>,
+}
+
+impl ProcessFilter {
+    fn keeps(&self, r: &ProcessRecord) -> bool {
+        let duration = r.end_nanos.saturating_sub(r.start_nanos);
+        self.state.is_none_or(|s| s == r.state)
+            && self.stuck.is_none_or(|f| f == r.stuck)
+            && self.sla_breached.is_none_or(|f| f == r.sla_breached)
+            && self.min_duration.is_none_or(|m| duration >= m)
+            && self.max_duration.is_none_or(|m| duration <= m)
+    }
 }
 
 /// Where a listing resumes: after this (start time, process id), going back in time.
@@ -713,7 +730,7 @@ impl Store {
             let Some(id) = id_of(k.value()) else { continue };
             let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? else { continue };
             let record = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
-            if filter.state.is_some_and(|s| s != record.state) {
+            if !filter.keeps(&record) {
                 continue;
             }
             if out.len() == limit {

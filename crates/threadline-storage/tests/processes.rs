@@ -182,6 +182,18 @@ fn listings_filter_by_type_state_and_time_newest_first_with_cursors() {
             ..ProcessFilter::default()
         };
         assert_eq!(ids(&store.list_processes(&window, 10, None).unwrap().0), vec![11, 9, 7, 5]);
+        // Every record lasts 10 ns; none is stuck; every fifth is failed.
+        let long = ProcessFilter { min_duration: Some(11), ..ProcessFilter::default() };
+        assert!(store.list_processes(&long, 10, None).unwrap().0.is_empty());
+        let exact = ProcessFilter {
+            min_duration: Some(10),
+            max_duration: Some(10),
+            stuck: Some(false),
+            ..ProcessFilter::default()
+        };
+        assert_eq!(store.list_processes(&exact, 100, None).unwrap().0.len(), 20);
+        let stuck = ProcessFilter { stuck: Some(true), ..ProcessFilter::default() };
+        assert!(store.list_processes(&stuck, 10, None).unwrap().0.is_empty());
     });
 }
 

@@ -296,6 +296,14 @@ async fn processes_are_listed_by_type_and_state_in_pages() {
     assert_eq!(seen, expected, "checkouts, newest first, each once");
     assert!(list("state=running".into()).await.processes.is_empty());
     assert_eq!(list("type=frontend: POST /refund".into()).await.processes.len(), 3);
+    // Flags and durations (each process lasted 0.5 s).
+    assert!(list("stuck=true".into()).await.processes.is_empty());
+    assert_eq!(list("stuck=false&sla_breached=false".into()).await.processes.len(), 7);
+    assert_eq!(list("min_duration=400ms&max_duration=600ms".into()).await.processes.len(), 7);
+    assert!(list("min_duration=1s".into()).await.processes.is_empty());
+    let (status, body) = server.api_get("/api/v1/processes?max_duration=long").await.unwrap();
+    assert_eq!(status, 400);
+    assert!(body.contains("max_duration") && body.contains("must be a duration"), "{body}");
 }
 
 /// Triage: running processes older than a threshold, grouped by where they wait, with owners.
