@@ -486,6 +486,7 @@ pub enum SegmentView {
 
 /// `GET /api/v1/processes?key=...`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
 pub struct ProcessListResponse {
     pub processes: Vec<ProcessSummary>,
     /// Pass as `cursor` for the next page; absent on the last page.
@@ -611,4 +612,36 @@ pub struct QuantilesView {
     pub p95_nanos: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_nanos: Option<String>,
+}
+
+/// `POST /api/v1/sql` request body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SqlRequest {
+    /// One `SELECT` (or `WITH`, `EXPLAIN`, `SHOW`) statement.
+    pub query: String,
+    /// Rows wanted at most; the server's `query.sql_max_rows` caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<usize>,
+}
+
+/// `POST /api/v1/sql` result: columns in order, rows as arrays in column order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlResponse {
+    pub columns: Vec<SqlColumn>,
+    /// Values as JSON: numbers, strings, booleans, null; timestamps as RFC 3339 strings,
+    /// lists as arrays, maps and structs as objects.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// True when the result had more rows than returned.
+    pub truncated: bool,
+    pub elapsed_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SqlColumn {
+    pub name: String,
+    /// The Arrow data type, as in `Utf8`, `Int64`, `Timestamp(ns, "UTC")`.
+    #[serde(rename = "type")]
+    pub data_type: String,
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub security: Security,
     #[serde(default)]
     pub tls: Tls,
+    #[serde(default)]
+    pub query: Query,
     /// Alert rules (`[[alert]]`).
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertRule>,
@@ -120,6 +122,7 @@ impl Default for Config {
             log: Log::default(),
             security: Security::default(),
             tls: Tls::default(),
+            query: Query::default(),
             alerts: Vec::new(),
             sinks: Vec::new(),
         }
@@ -302,6 +305,32 @@ pub struct Tls {
     pub key_file: Option<PathBuf>,
 }
 
+/// Limits of SQL queries (`POST /api/v1/sql`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Query {
+    /// Rows returned at most; a result with more is cut and marked `truncated`.
+    pub sql_max_rows: usize,
+    /// A query still running after this long is cancelled (at most 25: blocks a query reads
+    /// stay on disk 30 s after compaction or retention removes them).
+    pub sql_timeout_secs: u64,
+    /// Memory the operators of one query may hold (sorts, joins, aggregations).
+    pub sql_memory_mb: usize,
+    /// Queries running at once; more are refused with 429.
+    pub sql_max_concurrent: usize,
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            sql_max_rows: 10_000,
+            sql_timeout_secs: 10,
+            sql_memory_mb: 512,
+            sql_max_concurrent: 4,
+        }
+    }
+}
+
 /// Who may talk to the server. Without tokens, anyone who reaches the listeners may.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -419,11 +448,20 @@ impl Config {
             ("ingest.max_concurrent_requests", self.ingest.max_concurrent_requests),
             ("storage.flush_spans", self.storage.flush_spans),
             ("engine.max_in_flight", self.engine.max_in_flight),
+            ("query.sql_max_rows", self.query.sql_max_rows),
+            ("query.sql_memory_mb", self.query.sql_memory_mb),
+            ("query.sql_max_concurrent", self.query.sql_max_concurrent),
         ];
         for (name, value) in positive {
             if value == 0 {
                 return Err(format!("{name} must be greater than 0"));
             }
+        }
+        if !(1..=25).contains(&self.query.sql_timeout_secs) {
+            return Err(format!(
+                "query.sql_timeout_secs ({}) must be between 1 and 25",
+                self.query.sql_timeout_secs
+            ));
         }
         if self.ingest.max_decompressed_bytes < self.ingest.max_request_bytes {
             return Err(format!(

@@ -16,8 +16,9 @@ use threadline_api_types::{
     CallView, ChannelView, ConsumerGroupView, EngineStatus, ErrorBody, GraphResponse, IngestStatus,
     OperationView, OwnerView, ProcessEventView, ProcessListResponse, ProcessResponse,
     ProcessSummary, ProcessTypeView, ProcessTypesResponse, ProducerView, QuantilesView,
-    SegmentView, ServicesResponse, SpanView, SpecCheckView, StatusResponse, StoreStatus,
-    TraceResponse, TriageGroup, TriageResponse, TriageType, WaitingView,
+    SegmentView, ServicesResponse, SpanView, SpecCheckView, SqlRequest, SqlResponse,
+    StatusResponse, StoreStatus, TraceResponse, TriageGroup, TriageResponse, TriageType,
+    WaitingView,
 };
 use threadline_core::id::TraceId;
 use threadline_engine::critical_path::{Segment, critical_path};
@@ -26,6 +27,7 @@ use threadline_ingest::queue::QueueMonitor;
 use threadline_storage::processes::{
     Cursor, ProcessFilter, ProcessRecord, RecordState, StoredEvent, WaitingRecord,
 };
+use threadline_storage::search::SpanQuery;
 use threadline_storage::store::Store;
 use tokio::sync::broadcast;
 
@@ -34,6 +36,8 @@ use crate::process_writer::record;
 
 #[derive(Debug, Clone)]
 pub struct ApiState {
+    /// The SQL engine, when the build has one.
+    pub sql: Option<Arc<dyn crate::sql::SqlService>>,
     pub store: Arc<Store>,
     pub events: crate::process_writer::Publisher,
     pub queue: QueueMonitor,
@@ -57,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/triage", get(triage))
+        .route("/api/v1/sql", axum::routing::post(sql))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .merge(crate::jaeger::routes())
@@ -185,6 +190,40 @@ async fn metrics(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let body = crate::metrics::render(state.engine.type_stats().await, &graph, &me);
     Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
         .into_response())
+}
+
+/// `POST /api/v1/sql` with `{"query": "SELECT ...", "maxRows": 100}`.
+async fn sql(
+    State(state): State<ApiState>,
+    body: axum::body::Bytes,
+) -> Result<Json<SqlResponse>, ApiError> {
+    let Some(service) = &state.sql else {
+        return Err(ApiError {
+            status: StatusCode::NOT_IMPLEMENTED,
+            code: "not_implemented",
+            message: "this build of threadline has no SQL engine (cargo feature `sql`)".to_owned(),
+        });
+    };
+    let request: SqlRequest = serde_json::from_slice(&body).map_err(|e| {
+        invalid(format!("the body must be JSON {{\"query\": \"SELECT ...\"}}: {e}"))
+    })?;
+    if request.query.trim().is_empty() {
+        return Err(invalid("query must not be empty".to_owned()));
+    }
+    if request.max_rows == Some(0) {
+        return Err(invalid("maxRows must be at least 1".to_owned()));
+    }
+    service.run(request.query, request.max_rows).await.map(Json).map_err(|failure| {
+        use crate::sql::SqlFailureKind as Kind;
+        let (status, code) = match failure.kind {
+            Kind::Invalid => (StatusCode::BAD_REQUEST, "invalid_query"),
+            Kind::TooExpensive => (StatusCode::UNPROCESSABLE_ENTITY, "query_too_expensive"),
+            Kind::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "query_timeout"),
+            Kind::Busy => (StatusCode::TOO_MANY_REQUESTS, "too_many_queries"),
+            Kind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError { status, code, message: failure.message }
+    })
 }
 
 /// An API error: status and the single error shape.
@@ -454,9 +493,29 @@ struct ProcessQuery {
     /// Duration range, as 250ms, 30s, 5m.
     min_duration: Option<String>,
     max_duration: Option<String>,
+    /// Processes with a span of this service...
+    service: Option<String>,
+    /// ...of this operation...
+    operation: Option<String>,
+    /// ...with this attribute, as `http.route:/checkout`.
+    attr: Option<String>,
+    /// `start` (default), `duration` or `last_activity`.
+    sort: Option<String>,
+    /// `desc` (default) or `asc`.
+    order: Option<String>,
 }
 
 const MAX_LIMIT: usize = 1000;
+/// A search by span (service, operation, attribute) or a sort other than newest first ranks
+/// at most this many matching processes (the newest).
+const SEARCH_WINDOW: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    Start,
+    Duration,
+    LastActivity,
+}
 
 fn duration_param(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
     text.map(|t| {
@@ -501,7 +560,33 @@ async fn processes(
             invalid(format!("state {text:?} is not one of running, completed, failed"))
         })?),
     };
-    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let sort = match query.sort.as_deref().unwrap_or("start") {
+        "start" => SortKey::Start,
+        "duration" => SortKey::Duration,
+        "last_activity" => SortKey::LastActivity,
+        other => {
+            return Err(invalid(format!(
+                "sort {other:?} is not one of start, duration, last_activity"
+            )));
+        }
+    };
+    let ascending = match query.order.as_deref().unwrap_or("desc") {
+        "desc" => false,
+        "asc" => true,
+        other => return Err(invalid(format!("order {other:?} is not one of desc, asc"))),
+    };
+    let attr = match query.attr.as_deref() {
+        None => None,
+        Some(text) => match text.split_once([':', '=']) {
+            Some((k, v)) if !k.is_empty() => Some((k.to_owned(), v.to_owned())),
+            _ => {
+                return Err(invalid(format!(
+                    "attr {text:?} must be NAME:VALUE, as in http.route:/checkout"
+                )));
+            }
+        },
+    };
+    let by_span = query.service.is_some() || query.operation.is_some() || attr.is_some();
     let filter = ProcessFilter {
         process_type: query.process_type,
         state: state_filter,
@@ -512,12 +597,87 @@ async fn processes(
         min_duration: duration_param("min_duration", query.min_duration.as_deref())?,
         max_duration: duration_param("max_duration", query.max_duration.as_deref())?,
     };
+    if by_span || sort != SortKey::Start || ascending {
+        let span_query = by_span.then(|| SpanQuery {
+            service: query.service,
+            operation: query.operation,
+            tags: attr.into_iter().collect(),
+            start_from: filter.start_from.unwrap_or(0),
+            start_to: u64::MAX,
+            min_duration: None,
+            max_duration: None,
+            limit: SEARCH_WINDOW,
+        });
+        let mut rows = search_window(&state.store, &filter, span_query.as_ref()).await?;
+        let key = |r: &ProcessRecord| match sort {
+            SortKey::Start => r.start_nanos,
+            SortKey::Duration => r.end_nanos.saturating_sub(r.start_nanos),
+            SortKey::LastActivity => r.last_activity,
+        };
+        rows.sort_by(|a, b| {
+            let order = (key(a), a.id).cmp(&(key(b), b.id));
+            if ascending { order } else { order.reverse() }
+        });
+        let offset = match query.cursor.as_deref() {
+            None => 0,
+            Some(text) => {
+                text.strip_prefix('o').and_then(|n| n.parse::<usize>().ok()).ok_or_else(|| {
+                    invalid(format!("cursor {text:?} is not one this server returned"))
+                })?
+            }
+        };
+        let page: Vec<ProcessSummary> =
+            rows.iter().skip(offset).take(limit).map(|r| summary(r, &state)).collect();
+        let next = offset + limit;
+        return Ok(Json(ProcessListResponse {
+            processes: page,
+            next_cursor: (next < rows.len()).then(|| format!("o{next}")),
+        }));
+    }
+    let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
     let (rows, next) =
         state.store.list_processes(&filter, limit, cursor).map_err(|e| ApiError::internal(&e))?;
     Ok(Json(ProcessListResponse {
         processes: rows.iter().map(|r| summary(r, &state)).collect(),
         next_cursor: next.map(|c| format!("{}-{}", c.start_nanos, c.id.to_hex())),
     }))
+}
+
+/// The newest [`SEARCH_WINDOW`] processes passing `filter`: those with a span matching
+/// `spans` when given (through the span store, then each trace's process), else from the
+/// process table.
+async fn search_window(
+    store: &Store,
+    filter: &ProcessFilter,
+    spans: Option<&SpanQuery>,
+) -> Result<Vec<ProcessRecord>, ApiError> {
+    let internal = |e: threadline_storage::StoreError| ApiError::internal(&e);
+    let Some(spans) = spans else {
+        let mut rows = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = store
+                .list_processes(filter, MAX_LIMIT.min(SEARCH_WINDOW - rows.len()), cursor)
+                .map_err(internal)?;
+            rows.extend(page);
+            match next {
+                Some(next) if rows.len() < SEARCH_WINDOW => cursor = Some(next),
+                _ => return Ok(rows),
+            }
+        }
+    };
+    let traces = store.search(spans).await.map_err(internal)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    for trace_id in traces {
+        if let Some(row) = store.process_of_trace(trace_id).map_err(internal)?
+            && seen.insert(row.id)
+            && filter.matches(&row)
+        {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
 }
 
 fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {

@@ -14,7 +14,10 @@ mod jaeger;
 mod metrics;
 mod pipeline;
 mod process_writer;
+mod sql;
 mod tls;
+
+pub use sql::{SqlFactory, SqlFailure, SqlFailureKind, SqlService};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,6 +87,7 @@ pub struct Server {
     stats: Arc<IngestStats>,
     ready: Arc<AtomicBool>,
     store: Arc<Store>,
+    sql_runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Server {
@@ -93,6 +97,7 @@ impl Server {
         config: &Config,
         data_dir: &Path,
         specs: &threadline_config::spec::SpecFile,
+        sql: Option<&SqlFactory>,
     ) -> Result<Self, ServerError> {
         let (store, opened) = Store::open(data_dir, store_options(&config.storage)?).await?;
         let store = Arc::new(store);
@@ -233,7 +238,23 @@ impl Server {
                 tls.as_ref(),
             ),
         ));
+        // Queries get two threads of their own, so a heavy one never slows ingest or the API.
+        let sql_runtime = match sql {
+            Some(_) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("threadline-sql")
+                    .enable_time()
+                    .build()
+                    .map_err(ServerError::Runtime)?,
+            ),
+            None => None,
+        };
+        let sql = sql.zip(sql_runtime.as_ref()).map(|(factory, runtime)| {
+            (factory.0)(Arc::clone(&store), &config.query, runtime.handle().clone())
+        });
         let api_state = api::ApiState {
+            sql,
             store: Arc::clone(&store),
             events: publisher,
             queue: queue_monitor,
@@ -280,6 +301,7 @@ impl Server {
             stats,
             ready,
             store,
+            sql_runtime,
         })
     }
 
@@ -322,6 +344,10 @@ impl Server {
         self.api_stop.cancel();
         if let Ok(Err(message)) = self.api_task.await {
             failure = Some(ServerError::Serve { listener: "api", message });
+        }
+        // Queries still running are cancelled; dropping a runtime here would block.
+        if let Some(runtime) = self.sql_runtime {
+            runtime.shutdown_background();
         }
         // The pipeline and the API held the last engine handles: the shards end, and with
         // their last reports written, the writer.
@@ -536,6 +562,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Validated process specs (from `config.specs`).
     pub specs: threadline_config::spec::SpecFile,
+    /// The SQL engine, when the build has one.
+    pub sql: Option<SqlFactory>,
 }
 
 /// Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. Creates the runtime.
@@ -546,7 +574,13 @@ pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
         .build()
         .map_err(ServerError::Runtime)?;
     runtime.block_on(async {
-        let server = Server::start(&settings.config, &settings.data_dir, &settings.specs).await?;
+        let server = Server::start(
+            &settings.config,
+            &settings.data_dir,
+            &settings.specs,
+            settings.sql.as_ref(),
+        )
+        .await?;
         let token = server.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -44,6 +44,9 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 pub fn load(cert_file: &Path, key_file: &Path) -> Result<Tls, TlsError> {
+    // Libraries that take the process-wide provider (the gRPC server's TLS) get aws-lc too;
+    // with more than one provider compiled in, rustls would not pick one itself.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cert_pem = read(cert_file)?;
     let key_pem = read(key_file)?;
     let bad = |path: &Path, e: &dyn std::fmt::Display| TlsError::Read {

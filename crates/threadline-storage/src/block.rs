@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
+use futures_util::stream::{BoxStream, StreamExt as _};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
@@ -292,6 +293,12 @@ fn status_from(name: &str) -> Option<StatusCode> {
         "error" => StatusCode::Error,
         _ => return None,
     })
+}
+
+/// The record batch of `spans` in the block schema, in the order given: how spans not yet in
+/// a block are read alongside blocks (by SQL, for one).
+pub fn record_batch(spans: &[&Span]) -> Result<RecordBatch, BlockError> {
+    to_batch(spans).map_err(|source| BlockError::Arrow { path: "(head)".to_owned(), source })
 }
 
 /// Builds the record batch of `spans` (in the order given).
@@ -732,11 +739,10 @@ impl OpenBlock {
                     start.value(row),
                     end.value(row),
                     || {
-                        let mut all = attributes
-                            .and_then(|a| read_attributes(a, row).ok())
-                            .unwrap_or_default();
+                        let mut all =
+                            attributes.and_then(|a| attributes_at(a, row).ok()).unwrap_or_default();
                         all.extend(
-                            resource.and_then(|a| read_attributes(a, row).ok()).unwrap_or_default(),
+                            resource.and_then(|a| attributes_at(a, row).ok()).unwrap_or_default(),
                         );
                         all
                     },
@@ -747,6 +753,27 @@ impl OpenBlock {
             }
         }
         Ok(found)
+    }
+
+    /// The block's rows as a stream of record batches holding only `columns` (indexes into
+    /// [`schema`], in the order given there), at most `batch_size` rows each.
+    pub fn read_columns(
+        &self,
+        columns: &[usize],
+        batch_size: usize,
+    ) -> Result<BoxStream<'static, Result<RecordBatch, BlockError>>, BlockError> {
+        let builder = self.builder();
+        let mask = parquet::arrow::ProjectionMask::roots(
+            builder.parquet_schema(),
+            columns.iter().copied(),
+        );
+        let path = self.path.clone();
+        let stream = builder
+            .with_projection(mask)
+            .with_batch_size(batch_size.max(1))
+            .build()
+            .map_err(|source| BlockError::Parquet { path: path.clone(), source })?;
+        Ok(stream.map_err(move |source| BlockError::Parquet { path: path.clone(), source }).boxed())
     }
 
     /// Every row of the block as Arrow record batches (for compaction).
@@ -833,7 +860,8 @@ impl AsyncFileReader for BlockReader {
 }
 
 /// Reads attribute list entry `row` of `list`.
-fn read_attributes(list: &ListArray, row: usize) -> Result<Vec<KeyValue>, String> {
+/// The attributes of row `row` of an attribute-list column, decoded.
+pub fn attributes_at(list: &ListArray, row: usize) -> Result<Vec<KeyValue>, String> {
     let offsets = list.value_offsets();
     let (from, to) = (index(offsets[row]), index(offsets[row + 1]));
     let values = list.values().as_struct();
@@ -954,7 +982,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
     let mut last_scope: Option<Arc<Scope>> = None;
     for row in 0..batch.num_rows() {
         let resource = Resource {
-            attributes: read_attributes(resource_attributes, row)?,
+            attributes: attributes_at(resource_attributes, row)?,
             dropped_attributes_count: resource_dropped.value(row),
             schema_url: resource_schema.value(row).to_owned(),
         };
@@ -966,7 +994,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
         let scope = Scope {
             name: scope_name.value(row).to_owned(),
             version: scope_version.value(row).to_owned(),
-            attributes: read_attributes(scope_attributes, row)?,
+            attributes: attributes_at(scope_attributes, row)?,
             dropped_attributes_count: scope_dropped.value(row),
             schema_url: scope_schema.value(row).to_owned(),
         };
@@ -981,7 +1009,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
             span_events.push(Event {
                 time_unix_nano: event_time.value(at),
                 name: event_name.value(at).to_owned(),
-                attributes: read_attributes(event_attributes, at)?,
+                attributes: attributes_at(event_attributes, at)?,
                 dropped_attributes_count: event_dropped.value(at),
             });
         }
@@ -992,7 +1020,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
                 trace_id: trace_id_at(link_trace, at)?,
                 span_id: span_id_at(link_span, at)?,
                 trace_state: link_state.value(at).to_owned(),
-                attributes: read_attributes(link_attributes, at)?,
+                attributes: attributes_at(link_attributes, at)?,
                 dropped_attributes_count: link_dropped.value(at),
                 flags: link_flags.value(at),
             });
@@ -1008,7 +1036,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
                 .ok_or_else(|| format!("unknown span kind {:?}", kind.value(row)))?,
             start_time_unix_nano: start.value(row),
             end_time_unix_nano: end.value(row),
-            attributes: read_attributes(attributes, row)?,
+            attributes: attributes_at(attributes, row)?,
             dropped_attributes_count: dropped_attributes.value(row),
             events: span_events,
             dropped_events_count: dropped_events.value(row),

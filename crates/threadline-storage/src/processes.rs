@@ -147,6 +147,14 @@ pub struct ProcessFilter {
 }
 
 impl ProcessFilter {
+    /// True when `r` passes every condition, its type and start time included.
+    pub fn matches(&self, r: &ProcessRecord) -> bool {
+        self.process_type.as_ref().is_none_or(|t| *t == r.process_type)
+            && self.start_from.is_none_or(|from| r.start_nanos >= from)
+            && self.start_to.is_none_or(|to| r.start_nanos <= to)
+            && self.keeps(r)
+    }
+
     fn keeps(&self, r: &ProcessRecord) -> bool {
         let duration = r.end_nanos.saturating_sub(r.start_nanos);
         self.state.is_none_or(|s| s == r.state)

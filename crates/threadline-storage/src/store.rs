@@ -178,8 +178,27 @@ pub struct Store {
     doomed: Mutex<Vec<(Instant, String)>>,
 }
 
+/// What [`Store::snapshot`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct SpanSnapshot {
+    /// Spans not yet in a block, as received.
+    pub head: Vec<Arc<Vec<Span>>>,
+    /// Blocks, oldest first.
+    pub blocks: Vec<SnapshotBlock>,
+}
+
+/// One block of a [`SpanSnapshot`].
+#[derive(Debug, Clone)]
+pub struct SnapshotBlock {
+    pub block: OpenBlock,
+    pub spans: u64,
+    /// Start time range of its spans, inclusive, in Unix nanoseconds.
+    pub min_start_unix_nano: u64,
+    pub max_start_unix_nano: u64,
+}
+
 /// How long a block no longer indexed stays readable for reads already under way.
-const DELETE_GRACE: Duration = Duration::from_secs(30);
+pub const DELETE_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct BlockEntry {
@@ -433,14 +452,19 @@ impl Store {
                 head
             }
         };
-        let result = self.write_block(&frozen).await;
-        if let Err(e) = &result {
-            // The frozen head stays readable and in the WAL; the next flush retries it.
-            self.counters.lock().last_error = Some(threadline_core::error::chain(e));
-            return result;
-        }
+        let (id, entry) = match self.write_block(&frozen).await {
+            Ok(written) => written,
+            Err(e) => {
+                // The frozen head stays readable and in the WAL; the next flush retries it.
+                self.counters.lock().last_error = Some(threadline_core::error::chain(&e));
+                return Err(e);
+            }
+        };
+        let count = entry.spans;
         {
+            // The block appears and its head goes at once: a snapshot sees each span once.
             let mut heads = self.heads.write();
+            self.blocks.write().insert(id, entry);
             heads.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
         }
         let applied = if self.options.track_applied {
@@ -449,10 +473,11 @@ impl Store {
             frozen.last_seq
         };
         self.wal.lock().remove_through(frozen.last_seq.min(applied))?;
-        result
+        Ok(count)
     }
 
-    async fn write_block(&self, head: &Arc<Head>) -> Result<u64, StoreError> {
+    /// Writes `head` as a block and indexes it; returns the block for the in-memory list.
+    async fn write_block(&self, head: &Arc<Head>) -> Result<(u64, Arc<BlockEntry>), StoreError> {
         let id = self.next_block_id()?;
         let path = block_path(id);
         let shared = Arc::clone(head);
@@ -505,14 +530,10 @@ impl Store {
             let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
             return Err(e);
         }
-        self.blocks.write().insert(
-            id,
-            Arc::new(BlockEntry { block, spans: count, bytes: size, min_start, max_start }),
-        );
         let mut counters = self.counters.lock();
         counters.spans_in_blocks += count;
         counters.block_bytes += size;
-        Ok(count)
+        Ok((id, Arc::new(BlockEntry { block, spans: count, bytes: size, min_start, max_start })))
     }
 
     /// Deletes blocks past the retention age (by their newest span's start, against
@@ -787,6 +808,32 @@ impl Store {
         let read = idx(self.index.begin_read(), "reading the index")?;
         let meta = idx(read.open_table(META), "reading index metadata")?;
         Ok(idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value()))
+    }
+
+    /// Every stored span at this moment, each exactly once: the batches not yet in a block
+    /// (shared, not copied) and the blocks, for full scans. A block in the snapshot stays
+    /// readable for at least [`DELETE_GRACE`] after a compaction or retention removes it.
+    pub fn snapshot(&self) -> SpanSnapshot {
+        let heads = self.heads.read();
+        let blocks = self.blocks.read();
+        let mut head: Vec<Arc<Vec<Span>>> = Vec::new();
+        for h in heads.frozen.iter().map(|h| &**h).chain([&heads.active]) {
+            head.extend(h.batches.iter().cloned());
+        }
+        let mut blocks: Vec<(u64, SnapshotBlock)> = blocks
+            .iter()
+            .map(|(id, b)| {
+                let block = SnapshotBlock {
+                    block: b.block.clone(),
+                    spans: b.spans,
+                    min_start_unix_nano: b.min_start,
+                    max_start_unix_nano: b.max_start,
+                };
+                (*id, block)
+            })
+            .collect();
+        blocks.sort_by_key(|(id, _)| *id);
+        SpanSnapshot { head, blocks: blocks.into_iter().map(|(_, b)| b).collect() }
     }
 
     /// Names of every service seen, sorted.

@@ -1,5 +1,5 @@
-//! The commands that talk to a running server over its HTTP API: `process show`, `search`
-//! and `expect` (for integration tests: wait until a process reaches a state with the right
+//! The commands that talk to a running server over its HTTP API: `process show`, `search`,
+//! `sql` and `expect` (for integration tests: wait until a process reaches a state with the right
 //! steps, or say why not). Exit codes: 0 done (or met), 1 not met / not found, 2 usage or
 //! connection error. A closed stdout (`| head`) ends the command normally.
 
@@ -7,7 +7,9 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use threadline_api_types::{ProcessListResponse, ProcessResponse, ProcessSummary, WaitingView};
+use threadline_api_types::{
+    ProcessListResponse, ProcessResponse, ProcessSummary, SqlRequest, SqlResponse, WaitingView,
+};
 
 /// How to reach the server.
 #[derive(Debug, Clone, clap::Args)]
@@ -116,6 +118,105 @@ impl Api {
             .map(Some)
             .map_err(|e| Failure::Usage(format!("{path}: unexpected answer: {e}")))
     }
+}
+
+impl Api {
+    /// POSTs `body` as JSON to `path`; errors carry the server's message.
+    async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Usage(format!("cannot reach {}: {e}", self.base)))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure::Usage(format!("reading the answer: {e}")))?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            return Err(Failure::Usage(if status == reqwest::StatusCode::BAD_REQUEST {
+                message
+            } else {
+                format!("{path}: {status}: {message}")
+            }));
+        }
+        serde_json::from_str(&text)
+            .map_err(|e| Failure::Usage(format!("{path}: unexpected answer: {e}")))
+    }
+}
+
+/// Widest a table cell is printed; longer values are cut with `…`.
+const CELL_WIDTH: usize = 60;
+
+fn cell(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::Null => "NULL".to_owned(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = text.replace(['\n', '\t'], " ");
+    if text.chars().count() > CELL_WIDTH {
+        let cut: String = text.chars().take(CELL_WIDTH - 1).collect();
+        format!("{cut}…")
+    } else {
+        text
+    }
+}
+
+/// A result as an aligned table: header, rule, rows, and the row count.
+fn sql_table(result: &SqlResponse) -> String {
+    let header: Vec<String> = result.columns.iter().map(|c| c.name.clone()).collect();
+    let rows: Vec<Vec<String>> = result.rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut text = line(&header);
+    text.push_str(&line(&widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>()));
+    for row in &rows {
+        text.push_str(&line(row));
+    }
+    let n = result.rows.len();
+    text.push_str(&format!(
+        "({n} row{}{})\n",
+        if n == 1 { "" } else { "s" },
+        if result.truncated { "; more were cut: narrow the query or raise --max-rows" } else { "" }
+    ));
+    text
+}
+
+/// `threadline sql "SELECT ..."`: runs a query on the server; the table (or JSON) of rows.
+pub fn sql(connection: &Connection, query: &str, max_rows: Option<usize>) -> ExitCode {
+    finish((|| {
+        let api = Api::new(connection);
+        let request = SqlRequest { query: query.to_owned(), max_rows };
+        let result: SqlResponse = runtime()?.block_on(api.post("/api/v1/sql", &request))?;
+        if connection.json {
+            return out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&result).unwrap_or_default()
+            ));
+        }
+        out(&sql_table(&result))
+    })())
 }
 
 /// `key=value` or `key:value`.

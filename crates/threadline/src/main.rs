@@ -5,6 +5,7 @@
 //! Settings precedence: flag > environment variable > config file > default.
 
 mod client;
+mod sql;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,16 @@ enum Command {
         state: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Run a SQL query (tables `spans` and `processes`; see docs/sql.md) on a running server.
+    Sql {
+        #[command(flatten)]
+        connection: client::Connection,
+        /// One SELECT statement, as in "SELECT type, count(*) FROM processes GROUP BY type".
+        query: String,
+        /// Rows to return at most (the server's limit caps it).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_rows: Option<u64>,
     },
     /// Wait until a process of a type (and key) reaches a state with the given steps: exit 0
     /// when met, 1 when not (saying why), 2 on a usage or connection error.
@@ -143,6 +154,11 @@ fn main() -> ExitCode {
             state.as_deref(),
             limit,
         ),
+        Command::Sql { connection, query, max_rows } => client::sql(
+            &connection,
+            &query,
+            max_rows.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        ),
         Command::Expect { connection, process_type, key, state, steps, within } => client::expect(
             &connection,
             &client::Expectation {
@@ -230,7 +246,7 @@ fn serve_settings(args: ServeArgs) -> anyhow::Result<threadline_server::Settings
         Some(path) => SpecFile::load(path)?,
         None => SpecFile::default(),
     };
-    Ok(threadline_server::Settings { config, data_dir, specs })
+    Ok(threadline_server::Settings { config, data_dir, specs, sql: sql::factory() })
 }
 
 /// `threadline check SPECFILE`: exit 0 and a summary when valid, 1 and the error when not.

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("threadline-engine", 2),
     ("threadline-storage", 2),
     ("threadline-ingest", 3),
+    ("threadline-query", 3),
     ("threadline-server", 4),
     ("threadline", 5),
 ];

@@ -306,6 +306,90 @@ async fn processes_are_listed_by_type_and_state_in_pages() {
     assert!(body.contains("max_duration") && body.contains("must be a duration"), "{body}");
 }
 
+/// Search by a span's service, operation and attribute, and sorts other than newest first,
+/// in pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_are_searched_by_span_and_sorted() {
+    use threadline_core::span::SpanKind;
+    use threadline_testsuite::spans::{span, trace};
+    let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
+    // Process t starts at t s and lasts t/10 s; odd ones pay (card, card, wallet), even ones
+    // reserve stock.
+    let spans: Vec<_> = (1..=6u64)
+        .flat_map(|t| {
+            #[allow(clippy::cast_precision_loss, reason = "small numbers")]
+            let (start, length) = (t as f64, t as f64 / 10.0);
+            let root = span(t, 1, "frontend", "POST /checkout")
+                .kind(SpanKind::Server)
+                .at(start, start + length)
+                .build();
+            let child = if t % 2 == 1 {
+                span(t, 2, "payments", "charge")
+                    .attr("payment.method", if t == 5 { "wallet" } else { "card" })
+            } else {
+                span(t, 2, "inventory", "reserve")
+            };
+            [root, child.parent(1).at(start + 0.01, start + 0.02).build()]
+        })
+        .collect();
+    let response = reqwest::Client::new()
+        .post(server.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(threadline_testsuite::otlp::protobuf(&spans))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let list = |query: &str| {
+        let path = format!("/api/v1/processes?{query}");
+        let server = &server;
+        async move {
+            let page = server.api_json::<ProcessListResponse>(&path).await.unwrap();
+            let ids: Vec<u64> = page
+                .processes
+                .iter()
+                .map(|p| (1..=6).find(|t| trace(*t).to_hex() == p.id).unwrap())
+                .collect();
+            (ids, page.next_cursor)
+        }
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while list("state=completed").await.0.len() < 6 {
+        assert!(tokio::time::Instant::now() < deadline, "not all completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(list("service=payments").await, (vec![5, 3, 1], None));
+    assert_eq!(list("service=payments&attr=payment.method:card").await.0, [3, 1]);
+    assert_eq!(list("attr=payment.method=wallet").await.0, [5]);
+    assert_eq!(list("operation=reserve").await.0, [6, 4, 2]);
+    assert!(list("service=inventory&operation=charge").await.0.is_empty());
+    assert!(list("service=payments&state=running").await.0.is_empty());
+    assert_eq!(list("service=frontend&start_from=1700000004000000000").await.0, [6, 5, 4]);
+    assert_eq!(list("sort=duration").await.0, [6, 5, 4, 3, 2, 1]);
+    assert_eq!(list("sort=start&order=asc").await.0, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(list("sort=duration&order=asc&service=payments").await.0, [1, 3, 5]);
+    // Pages of a sorted search.
+    let (first, cursor) = list("sort=duration&order=asc&limit=4").await;
+    assert_eq!(first, [1, 2, 3, 4]);
+    let cursor = cursor.unwrap();
+    assert_eq!(
+        list(&format!("sort=duration&order=asc&limit=4&cursor={cursor}")).await,
+        (vec![5, 6], None)
+    );
+    for (query, says) in [
+        ("sort=size", "sort \"size\" is not one of start, duration, last_activity"),
+        ("order=up", "order \"up\" is not one of desc, asc"),
+        ("attr=payment.method", "attr \"payment.method\" must be NAME:VALUE"),
+        ("sort=duration&cursor=x", "cursor \"x\" is not one this server returned"),
+    ] {
+        let (status, body) = server.api_get(&format!("/api/v1/processes?{query}")).await.unwrap();
+        assert_eq!(status, 400, "{query}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{query}: {message}");
+    }
+}
+
 /// Triage: running processes older than a threshold, grouped by where they wait, with owners.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triage_groups_waiting_processes_by_place_with_owners() {
