@@ -326,17 +326,48 @@ pub fn show(connection: &Connection, id: Option<&str>, key: Option<&str>) -> Exi
     })())
 }
 
-/// `threadline search`: processes by key, type, state.
+/// Search by spans, and the order of results.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SpanFilter {
+    /// Processes with a span of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Processes with a span of this operation.
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// Processes with a span attribute NAME=VALUE, as in http.route=/checkout.
+    #[arg(long)]
+    pub attr: Option<String>,
+    /// start, duration or last_activity.
+    #[arg(long, default_value = "start")]
+    pub sort: String,
+    /// Oldest or shortest first instead.
+    #[arg(long)]
+    pub asc: bool,
+}
+
+/// `threadline search`: processes by key, type, state, spans.
 pub fn search(
     connection: &Connection,
     key: Option<&str>,
     process_type: Option<&str>,
     state: Option<&str>,
+    spans: &SpanFilter,
     limit: usize,
 ) -> ExitCode {
     finish((|| {
         let api = Api::new(connection);
-        let mut query = vec![("limit", limit.to_string())];
+        let mut query = vec![("limit", limit.to_string()), ("sort", spans.sort.clone())];
+        if spans.asc {
+            query.push(("order", "asc".to_owned()));
+        }
+        for (name, value) in
+            [("service", &spans.service), ("operation", &spans.operation), ("attr", &spans.attr)]
+        {
+            if let Some(value) = value {
+                query.push((name, value.clone()));
+            }
+        }
         if let Some(key) = key {
             let (k, v) = split_key(key)?;
             query.push(("key", format!("{k}:{v}")));

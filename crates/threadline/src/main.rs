@@ -40,7 +40,8 @@ enum Command {
     /// Look at processes on a running server.
     #[command(subcommand)]
     Process(ProcessCommand),
-    /// Find processes on a running server by business key, type and state.
+    /// Find processes on a running server by business key, type, state, service, operation or
+    /// attribute, sorted by start, duration or last activity.
     Search {
         #[command(flatten)]
         connection: client::Connection,
@@ -53,6 +54,8 @@ enum Command {
         /// running, completed or failed.
         #[arg(long)]
         state: Option<String>,
+        #[command(flatten)]
+        spans: client::SpanFilter,
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -147,11 +150,12 @@ fn main() -> ExitCode {
         Command::Process(ProcessCommand::Show { connection, id, key }) => {
             client::show(&connection, id.as_deref(), key.as_deref())
         }
-        Command::Search { connection, key, process_type, state, limit } => client::search(
+        Command::Search { connection, key, process_type, state, spans, limit } => client::search(
             &connection,
             key.as_deref(),
             process_type.as_deref(),
             state.as_deref(),
+            &spans,
             limit,
         ),
         Command::Sql { connection, query, max_rows } => client::sql(

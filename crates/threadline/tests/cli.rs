@@ -223,4 +223,14 @@ async fn expect_show_and_search_against_a_running_server() {
     assert_eq!(code, 0);
     assert_eq!(stdout.lines().count(), 2, "header and one row: {stdout}");
     assert!(stdout.contains("failed"), "{stdout}");
+    // By a span's service, oldest first; a bad sort is a usage error.
+    let (code, stdout, _) =
+        run(args(&server, &["search", "--service", "billing", "--asc", "--json"])).await;
+    assert_eq!(code, 0);
+    let found: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    let orders: Vec<&str> = found.iter().map(|p| p["keys"]["order.id"].as_str().unwrap()).collect();
+    assert_eq!(orders, ["o-1", "o-3"]);
+    let (code, _, stderr) = run(args(&server, &["search", "--sort", "size"])).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("sort \"size\" is not one of"), "{stderr}");
 }
