@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("threadline-storage", 2),
     ("threadline-ingest", 3),
     ("threadline-query", 3),
+    ("threadline-sim", 3),
     ("threadline-server", 4),
     ("threadline", 5),
 ];

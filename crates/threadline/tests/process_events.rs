@@ -222,7 +222,7 @@ fn check_validates_spec_files() {
     let output = std::process::Command::new(bin).args(["check", shop]).output().unwrap();
     assert_eq!(output.status.code(), Some(0));
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(stdout.contains(": 2 process types"), "{stdout}");
+    assert!(stdout.contains(": 4 process types"), "{stdout}");
     assert!(stdout.contains("checkout: by root frontend POST /checkout; SLA 30s"), "{stdout}");
 
     let dir = threadline_testsuite::server::TempDir::new("check").unwrap();
