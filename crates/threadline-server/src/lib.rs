@@ -566,8 +566,23 @@ pub struct Settings {
     pub sql: Option<SqlFactory>,
 }
 
+/// Work to run beside the server once it listens (the demo's shop): given the addresses and
+/// the token cancelled when shutdown starts.
+pub type Companion = Box<
+    dyn FnOnce(Addresses, CancellationToken) -> futures_util::future::BoxFuture<'static, ()> + Send,
+>;
+
 /// Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. Creates the runtime.
 pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
+    run_with(settings, None)
+}
+
+/// [`run`], with `companion` running beside the server until shutdown starts; shutdown waits
+/// for it to finish.
+pub fn run_with(
+    settings: &Settings,
+    companion: Option<Companion>,
+) -> Result<ShutdownReport, ServerError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("threadline")
@@ -581,10 +596,23 @@ pub fn run(settings: &Settings) -> Result<ShutdownReport, ServerError> {
             settings.sql.as_ref(),
         )
         .await?;
-        let token = server.shutdown_token();
+        // A signal stops the companion first (so it sends nothing into a closing server),
+        // then the server.
+        let signal = CancellationToken::new();
+        let companion =
+            companion.map(|start| tokio::spawn(start(server.addresses(), signal.clone())));
+        let stop = signal.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
-            token.cancel();
+            stop.cancel();
+        });
+        let server_token = server.shutdown_token();
+        tokio::spawn(async move {
+            signal.cancelled().await;
+            if let Some(task) = companion {
+                let _ = task.await;
+            }
+            server_token.cancel();
         });
         server.wait().await
     })

@@ -10,11 +10,13 @@
 //! duration, so a test can run minutes of shop life in seconds. [`Shop::spec_toml`] is the spec
 //! file matching a speed (`examples/shop/specs.toml` is the one for speed 1).
 
+mod drive;
 mod otlp;
 mod rng;
 mod send;
 mod shop;
 
+pub use drive::{DriveStats, drive};
 pub use otlp::request;
 pub use send::{ExportError, Exporter, Protocol};
 pub use shop::{

@@ -1364,15 +1364,21 @@ fn duration_text(secs: f64) -> String {
     }
 }
 
+/// A step whose error fails the process.
+const CRITICAL: u8 = 1;
+/// A step the process is not complete without.
+const TERMINAL: u8 = 2;
+
 /// One process type in the spec file: kind, how it is recognised, owning team, keys, runbook,
-/// steps (service, operation, critical), channels and their subscribers.
+/// steps (service, operation, [`CRITICAL`] and [`TERMINAL`] flags), channels and their
+/// subscribers.
 type TypeSpec = (
     ProcessKind,
     &'static str,
     &'static str,
     &'static [&'static str],
     &'static str,
-    &'static [(&'static str, &'static str, bool)],
+    &'static [(&'static str, &'static str, u8)],
     &'static [(&'static str, &'static [&'static str])],
 );
 
@@ -1392,13 +1398,13 @@ pub fn spec_toml(speed: f64) -> String {
             &["order.id", "merchant.id"],
             "https://wiki.example.com/runbooks/checkout",
             &[
-                ("orders", "orders.placed publish", false),
-                ("payments", "orders.placed process", false),
-                ("payment-gateway", "charge card", true),
-                ("inventory", "payments.completed process", false),
-                ("fulfilment", "inventory.reserved process", false),
-                ("shipping", "fulfilment.requested process", false),
-                ("notifications", "shipments.created process", false),
+                ("orders", "orders.placed publish", 0),
+                ("payments", "orders.placed process", 0),
+                ("payment-gateway", "charge card", CRITICAL),
+                ("inventory", "payments.completed process", 0),
+                ("fulfilment", "inventory.reserved process", 0),
+                ("shipping", "fulfilment.requested process", 0),
+                ("notifications", "shipments.created process", 0),
             ],
             &[
                 ("orders.placed", &["payments"]),
@@ -1414,7 +1420,7 @@ pub fn spec_toml(speed: f64) -> String {
             "payments",
             &["refund.id", "order.id"],
             "https://wiki.example.com/runbooks/refund",
-            &[("payments", "refunds.requested process", false), ("payments", "refund card", true)],
+            &[("payments", "refunds.requested process", 0), ("payments", "refund card", CRITICAL)],
             &[
                 ("refunds.requested", &["payments-refunds"]),
                 ("notifications.send", &["notifications"]),
@@ -1427,8 +1433,9 @@ pub fn spec_toml(speed: f64) -> String {
             &["import.id", "merchant.id"],
             "https://wiki.example.com/runbooks/catalog-import",
             &[
-                ("catalog-import", "parse item", false),
-                ("search-indexer", "catalog.items process", false),
+                ("catalog-import", "import job", TERMINAL),
+                ("catalog-import", "parse item", 0),
+                ("search-indexer", "catalog.items process", 0),
             ],
             &[("catalog.items", &["search-indexer", "media"])],
         ),
@@ -1438,7 +1445,7 @@ pub fn spec_toml(speed: f64) -> String {
             "inventory",
             &["sync.id", "sku"],
             "https://wiki.example.com/runbooks/inventory-sync",
-            &[("inventory", "inventory.updates process", false)],
+            &[("inventory", "inventory.updates process", 0)],
             &[("inventory.updates", &["inventory-sync-consumers"])],
         ),
     ];
@@ -1454,12 +1461,15 @@ pub fn spec_toml(speed: f64) -> String {
             d(stuck),
             d(stuck * 4.0),
         ));
-        for (service, operation, critical) in steps.iter() {
+        for (service, operation, flags) in steps.iter() {
             out.push_str(&format!(
                 "\n[[process.step]]\nservice = \"{service}\"\noperation = \"{operation}\"\n"
             ));
-            if *critical {
+            if flags & CRITICAL != 0 {
                 out.push_str("critical = true\n");
+            }
+            if flags & TERMINAL != 0 {
+                out.push_str("terminal = true\n");
             }
         }
         for (channel, groups) in channels {

@@ -93,6 +93,8 @@ pub struct Options {
     /// A directory to run in (data directory `data/` and config inside it) instead of a new
     /// temporary one: for restarts on the same data. Not deleted by the server.
     pub home: Option<PathBuf>,
+    /// The command to run instead of `serve` (as `demo`), taking the same flags.
+    pub command: Option<String>,
 }
 
 impl TestServer {
@@ -111,7 +113,7 @@ impl TestServer {
         };
         let mut command = Command::new(bin);
         command
-            .arg("serve")
+            .arg(options.command.as_deref().unwrap_or("serve"))
             .arg("--data-dir")
             .arg(home.join("data"))
             .args(["--log-format", "json", "--log", "info"])

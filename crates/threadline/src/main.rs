@@ -5,6 +5,7 @@
 //! Settings precedence: flag > environment variable > config file > default.
 
 mod client;
+mod demo;
 mod sql;
 
 use std::net::SocketAddr;
@@ -32,6 +33,9 @@ struct Cli {
 enum Command {
     /// Run the server: OTLP/gRPC, OTLP/HTTP and Zipkin receivers and the HTTP API.
     Serve(Box<ServeArgs>),
+    /// Run a server and a simulated shop of 25 services sending it telemetry, with faults,
+    /// until Ctrl-C.
+    Demo(Box<demo::DemoArgs>),
     /// Validate a process spec file and explain what it declares or what is wrong with it.
     Check {
         /// The spec file (TOML; see docs/specs.md).
@@ -173,6 +177,7 @@ fn main() -> ExitCode {
                 within,
             },
         ),
+        Command::Demo(args) => demo::run(&args),
         Command::Serve(args) => {
             let settings = match serve_settings(*args) {
                 Ok(settings) => settings,
