@@ -11,13 +11,18 @@
 //! file matching a speed (`examples/shop/specs.toml` is the one for speed 1).
 
 mod drive;
+mod load;
 mod otlp;
 mod rng;
 mod send;
 mod shop;
 
 pub use drive::{DriveStats, drive};
+pub use load::{LoadConfig, LoadReport};
 pub use otlp::request;
+
+/// Runs a load test (see [`LoadConfig`]).
+pub use load::run as load;
 pub use send::{ExportError, Exporter, Protocol};
 pub use shop::{
     CHANNELS, Expectation, Fault, FaultKind, FaultRates, Outcome, ProcessKind, SERVICES, Shop,

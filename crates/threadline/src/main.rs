@@ -6,6 +6,7 @@
 
 mod client;
 mod demo;
+mod load;
 mod sql;
 
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ enum Command {
     /// Run a server and a simulated shop of 25 services sending it telemetry, with faults,
     /// until Ctrl-C.
     Demo(Box<demo::DemoArgs>),
+    /// Send the shop's traffic to an OTLP endpoint at a rate or flat out, and report what was
+    /// offered, acknowledged and refused each second, with acknowledgment latency.
+    Load(Box<load::LoadArgs>),
     /// Validate a process spec file and explain what it declares or what is wrong with it.
     Check {
         /// The spec file (TOML; see docs/specs.md).
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
             },
         ),
         Command::Demo(args) => demo::run(&args),
+        Command::Load(args) => load::run(&args),
         Command::Serve(args) => {
             let settings = match serve_settings(*args) {
                 Ok(settings) => settings,
