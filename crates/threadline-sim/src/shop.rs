@@ -107,7 +107,7 @@ impl ProcessKind {
         match self {
             ProcessKind::Checkout => (30.0, 60.0),
             ProcessKind::Refund => (60.0, 150.0),
-            ProcessKind::CatalogImport => (600.0, 1500.0),
+            ProcessKind::CatalogImport => (300.0, 600.0),
             ProcessKind::InventorySync => (20.0, 60.0),
         }
     }

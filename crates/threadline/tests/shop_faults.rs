@@ -73,7 +73,7 @@ async fn threadline_finds_exactly_the_faults_injected() {
             processes_per_sec: 40.0,
             faults,
             seed: 11,
-            kinds: vec![ProcessKind::Checkout, ProcessKind::Refund, ProcessKind::InventorySync],
+            kinds: ProcessKind::ALL.to_vec(),
         },
         start,
     );
