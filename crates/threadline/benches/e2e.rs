@@ -67,10 +67,7 @@ fn null_receiver() -> std::net::SocketAddr {
                 "/v1/traces",
                 axum::routing::post(|body: axum::body::Bytes| async move {
                     std::hint::black_box(body.len());
-                    (
-                        [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
-                        Vec::<u8>::new(),
-                    )
+                    ([(http::header::CONTENT_TYPE, "application/x-protobuf")], Vec::<u8>::new())
                 }),
             );
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
