@@ -127,22 +127,14 @@ impl TableProvider for ProcessesTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                let one = std::slice::from_ref(*f);
-                let used = pushdown::string_eq(one, "type").is_some()
-                    || pushdown::string_eq(one, "state").is_some()
-                    || pushdown::bool_eq(one, "stuck").is_some()
-                    || pushdown::bool_eq(one, "sla_breached").is_some()
-                    || pushdown::is_time_bound(f, "start_time");
-                if used {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(pushdown::support(filters, |f| {
+            let one = std::slice::from_ref(f);
+            pushdown::string_eq(one, "type").is_some()
+                || pushdown::string_eq(one, "state").is_some()
+                || pushdown::bool_eq(one, "stuck").is_some()
+                || pushdown::bool_eq(one, "sla_breached").is_some()
+                || pushdown::is_time_bound(f, "start_time")
+        }))
     }
 
     async fn scan(

@@ -5,6 +5,19 @@
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
 use datafusion::scalar::ScalarValue;
 
+/// `Inexact` for each filter a scan uses (it is applied again above the scan), else
+/// `Unsupported`.
+pub(crate) fn support(
+    filters: &[&Expr],
+    used: impl Fn(&Expr) -> bool,
+) -> Vec<datafusion::logical_expr::TableProviderFilterPushDown> {
+    use datafusion::logical_expr::TableProviderFilterPushDown as PushDown;
+    filters
+        .iter()
+        .map(|f| if used(f) { PushDown::Inexact } else { PushDown::Unsupported })
+        .collect()
+}
+
 /// Inclusive bounds, in Unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TimeRange {

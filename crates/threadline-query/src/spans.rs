@@ -57,17 +57,10 @@ impl TableProvider for SpansTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                let trace = pushdown::string_eq(std::slice::from_ref(*f), "trace_id").is_some();
-                if trace || pushdown::is_time_bound(f, "start_time") {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(pushdown::support(filters, |f| {
+            pushdown::string_eq(std::slice::from_ref(f), "trace_id").is_some()
+                || pushdown::is_time_bound(f, "start_time")
+        }))
     }
 
     async fn scan(

@@ -667,16 +667,8 @@ async fn search_window(
         }
     };
     let traces = store.search(spans).await.map_err(internal)?;
-    let mut seen = std::collections::HashSet::new();
-    let mut rows = Vec::new();
-    for trace_id in traces {
-        if let Some(row) = store.process_of_trace(trace_id).map_err(internal)?
-            && seen.insert(row.id)
-            && filter.matches(&row)
-        {
-            rows.push(row);
-        }
-    }
+    let mut rows = store.processes_of_traces(&traces).map_err(internal)?;
+    rows.retain(|row| filter.matches(row));
     Ok(rows)
 }
 

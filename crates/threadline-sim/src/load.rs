@@ -164,7 +164,7 @@ pub async fn run(
 ) -> Result<LoadReport, ExportError> {
     let pool = Arc::new(pool(config.batch));
     let counters = Arc::new(Counters::default());
-    let latencies = Arc::new(parking_lot_free::Latencies::default());
+    let latencies = Arc::new(Latencies::default());
     let stop = Arc::new(AtomicBool::new(false));
     let connections = config.connections.max(1);
     let mut tasks = Vec::new();
@@ -262,22 +262,20 @@ pub async fn run(
     })
 }
 
-mod parking_lot_free {
-    /// Latencies recorded since the last `take`; at most a million kept per interval.
-    #[derive(Debug, Default)]
-    pub(super) struct Latencies(std::sync::Mutex<Vec<f64>>);
+/// Latencies recorded since the last `take`; at most a million kept per interval.
+#[derive(Debug, Default)]
+struct Latencies(std::sync::Mutex<Vec<f64>>);
 
-    impl Latencies {
-        pub(super) fn push(&self, ms: f64) {
-            if let Ok(mut v) = self.0.lock()
-                && v.len() < 1_000_000
-            {
-                v.push(ms);
-            }
+impl Latencies {
+    fn push(&self, ms: f64) {
+        if let Ok(mut v) = self.0.lock()
+            && v.len() < 1_000_000
+        {
+            v.push(ms);
         }
+    }
 
-        pub(super) fn take(&self) -> Vec<f64> {
-            self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
-        }
+    fn take(&self) -> Vec<f64> {
+        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
     }
 }

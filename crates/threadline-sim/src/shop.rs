@@ -1040,27 +1040,40 @@ impl Run<'_> {
     }
 }
 
-/// order placed → payment → inventory reservation → fulfilment → shipping → notification,
-/// the shipment fanned out to two consumer groups.
-fn checkout(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
+/// The root span of a process: a POST to `route` served by `service`, lasting `ms` (a
+/// range); a new trace.
+fn root(
+    plan: &mut Plan<'_>,
+    run: &mut Run<'_>,
+    service: &str,
+    route: &str,
+    t0: u64,
+    ms: (f64, f64),
+) -> At {
     let trace = TraceId::from_bytes(plan.rng.id16()).unwrap_or_else(|_| unreachable_trace());
-    let root_end = t0 + plan.jitter(60.0, 140.0);
+    let end = t0 + plan.jitter(ms.0, ms.1);
     let root = plan.span(
-        "frontend",
-        "POST /checkout",
+        service,
+        &format!("POST {route}"),
         SpanKind::Server,
         trace,
         None,
         t0,
-        root_end,
+        end,
         vec![
             KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("http.route", "/checkout"),
+            KeyValue::new("http.route", route),
             KeyValue::new("http.response.status_code", 200_i64),
         ],
     );
-    run.track(root_end);
-    let at = At { trace, parent: root };
+    run.track(end);
+    At { trace, parent: root }
+}
+
+/// order placed → payment → inventory reservation → fulfilment → shipping → notification,
+/// the shipment fanned out to two consumer groups.
+fn checkout(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
+    let at = root(plan, run, "frontend", "/checkout", t0, (60.0, 140.0));
     let t = t0 + plan.dur(2.0);
     let (_, t) = plan.call(at, "frontend", "cart", "cart.CartService/GetCart", true, t, 8.0);
     let (_, t) = plan.call(at, "frontend", "pricing", "pricing.PricingService/Quote", true, t, 6.0);
@@ -1164,20 +1177,7 @@ fn checkout(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
 
 /// A merchant refunds an order: refunds → payments refunds the card → a notification.
 fn refund(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
-    let trace = TraceId::from_bytes(plan.rng.id16()).unwrap_or_else(|_| unreachable_trace());
-    let root_end = t0 + plan.jitter(40.0, 90.0);
-    let root = plan.span(
-        "merchant-portal",
-        "POST /refunds",
-        SpanKind::Server,
-        trace,
-        None,
-        t0,
-        root_end,
-        vec![KeyValue::new("http.request.method", "POST"), KeyValue::new("http.route", "/refunds")],
-    );
-    run.track(root_end);
-    let at = At { trace, parent: root };
+    let at = root(plan, run, "merchant-portal", "/refunds", t0, (40.0, 90.0));
     let (refunds, t) = plan.call(
         at,
         "merchant-portal",
@@ -1222,23 +1222,8 @@ fn refund(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
 /// A merchant's catalog import: many items sent over minutes, each indexed for search and
 /// its images processed.
 fn catalog_import(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
-    let trace = TraceId::from_bytes(plan.rng.id16()).unwrap_or_else(|_| unreachable_trace());
-    let root_end = t0 + plan.jitter(80.0, 150.0);
-    let root = plan.span(
-        "merchant-portal",
-        "POST /catalog/imports",
-        SpanKind::Server,
-        trace,
-        None,
-        t0,
-        root_end,
-        vec![
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("http.route", "/catalog/imports"),
-        ],
-    );
-    run.track(root_end);
-    let at = At { trace, parent: root };
+    let at = root(plan, run, "merchant-portal", "/catalog/imports", t0, (80.0, 150.0));
+    let trace = at.trace;
     let (import, t) = plan.call(
         at,
         "merchant-portal",
@@ -1308,23 +1293,7 @@ fn catalog_import(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
 
 /// A supplier's stock update: the gateway publishes it, inventory applies it.
 fn inventory_sync(plan: &mut Plan<'_>, run: &mut Run<'_>, t0: u64) {
-    let trace = TraceId::from_bytes(plan.rng.id16()).unwrap_or_else(|_| unreachable_trace());
-    let root_end = t0 + plan.jitter(15.0, 30.0);
-    let root = plan.span(
-        "supplier-gateway",
-        "POST /stock-updates",
-        SpanKind::Server,
-        trace,
-        None,
-        t0,
-        root_end,
-        vec![
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("http.route", "/stock-updates"),
-        ],
-    );
-    run.track(root_end);
-    let at = At { trace, parent: root };
+    let at = root(plan, run, "supplier-gateway", "/stock-updates", t0, (15.0, 30.0));
     let (sync, t) = plan.call(
         at,
         "supplier-gateway",

@@ -646,6 +646,34 @@ impl Store {
             .map_err(|e| corrupt("a process row", &e))
     }
 
+    /// The stored rows of the processes `trace_ids` belong to, each once, in the order of the
+    /// first trace naming it; read in one transaction.
+    pub fn processes_of_traces(
+        &self,
+        trace_ids: &[TraceId],
+    ) -> Result<Vec<ProcessRecord>, StoreError> {
+        let ctx = "reading the process table";
+        let read = idx(self.index.begin_read(), ctx)?;
+        let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
+        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for trace_id in trace_ids {
+            let Some(id) =
+                idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value()))
+            else {
+                continue;
+            };
+            if !seen.insert(id) {
+                continue;
+            }
+            if let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? {
+                out.push(decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// The stored row of the process a trace belongs to.
     pub fn process_of_trace(&self, trace_id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
         let ctx = "reading the process table";

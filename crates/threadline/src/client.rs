@@ -91,43 +91,34 @@ impl Api {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Option<T>, Failure> {
-        let mut request = self.http.get(format!("{}{path}", self.base)).query(query);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        let request = self.http.get(format!("{}{path}", self.base)).query(query);
+        match self.send(path, request).await? {
+            (reqwest::StatusCode::NOT_FOUND, _) => Ok(None),
+            (status, body) => Self::answer(path, status, &body).map(Some),
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Usage(format!("cannot reach {}: {e}", self.base)))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        let body = response
-            .text()
-            .await
-            .map_err(|e| Failure::Usage(format!("reading the answer: {e}")))?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(body);
-            return Err(Failure::Usage(format!("{path}: {status}: {message}")));
-        }
-        serde_json::from_str(&body)
-            .map(Some)
-            .map_err(|e| Failure::Usage(format!("{path}: unexpected answer: {e}")))
     }
-}
 
-impl Api {
-    /// POSTs `body` as JSON to `path`; errors carry the server's message.
+    /// POSTs `body` as JSON to `path`; a 400 says only the server's message (the user's
+    /// input is what is wrong).
     async fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        let request = self.http.post(format!("{}{path}", self.base)).json(body);
+        let (status, text) = self.send(path, request).await?;
+        if status == reqwest::StatusCode::BAD_REQUEST {
+            return Err(Failure::Usage(error_message(text)));
+        }
+        Self::answer(path, status, &text)
+    }
+
+    /// Sends with the token; the status and body text.
+    async fn send(
+        &self,
+        path: &str,
+        mut request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, String), Failure> {
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -139,21 +130,33 @@ impl Api {
         let text = response
             .text()
             .await
-            .map_err(|e| Failure::Usage(format!("reading the answer: {e}")))?;
+            .map_err(|e| Failure::Usage(format!("{path}: reading the answer: {e}")))?;
+        Ok((status, text))
+    }
+
+    /// A success's body as `T`, or the error the server gave.
+    fn answer<T: serde::de::DeserializeOwned>(
+        path: &str,
+        status: reqwest::StatusCode,
+        body: &str,
+    ) -> Result<T, Failure> {
         if !status.is_success() {
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            return Err(Failure::Usage(if status == reqwest::StatusCode::BAD_REQUEST {
-                message
-            } else {
-                format!("{path}: {status}: {message}")
-            }));
+            return Err(Failure::Usage(format!(
+                "{path}: {status}: {}",
+                error_message(body.to_owned())
+            )));
         }
-        serde_json::from_str(&text)
+        serde_json::from_str(body)
             .map_err(|e| Failure::Usage(format!("{path}: unexpected answer: {e}")))
     }
+}
+
+/// The message of the API's error shape, or the whole body when it is not one.
+fn error_message(body: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or(body)
 }
 
 /// Widest a table cell is printed; longer values are cut with `…`.

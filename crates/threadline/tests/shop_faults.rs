@@ -124,9 +124,6 @@ async fn threadline_finds_exactly_the_faults_injected() {
         for (channel, group) in &e.stuck {
             expected.insert((name.clone(), Finding::Stuck(channel.clone(), group.clone())));
         }
-        if e.outcome == Outcome::Failed {
-            // A failed process also ends its Running; nothing more to expect.
-        }
         let list: ProcessListResponse = server
             .api_json(&format!("/api/v1/processes?key={}:{}", e.key.0, e.key.1))
             .await
