@@ -205,6 +205,9 @@ pub struct Storage {
     pub flush_spans: usize,
     /// ...or the longest they wait for it.
     pub flush_interval_secs: u64,
+    /// Spans held in memory not yet in a block, at most: when blocks are written slower than
+    /// spans arrive, ingest waits (and receivers answer "try later") rather than memory grow.
+    pub max_head_spans: usize,
     /// Blocks whose newest span started longer ago are deleted.
     pub retention_hours: u64,
     /// When blocks take more bytes than this, the oldest are deleted (0: no limit).
@@ -225,8 +228,9 @@ impl Default for Storage {
             fsync: Fsync::Always,
             fsync_interval_ms: 200,
             wal_segment_bytes: 64 << 20,
-            flush_spans: 100_000,
+            flush_spans: 300_000,
             flush_interval_secs: 10,
+            max_head_spans: 900_000,
             retention_hours: 7 * 24,
             max_block_bytes: 0,
             compact_below_bytes: 16 << 20,
@@ -461,6 +465,12 @@ impl Config {
             return Err(format!(
                 "query.sql_timeout_secs ({}) must be between 1 and 25",
                 self.query.sql_timeout_secs
+            ));
+        }
+        if self.storage.max_head_spans < self.storage.flush_spans {
+            return Err(format!(
+                "storage.max_head_spans ({}) must be at least storage.flush_spans ({})",
+                self.storage.max_head_spans, self.storage.flush_spans
             ));
         }
         if self.ingest.max_decompressed_bytes < self.ingest.max_request_bytes {

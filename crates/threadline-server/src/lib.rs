@@ -446,6 +446,7 @@ fn store_options(
         blocks,
         flush_spans: storage.flush_spans,
         flush_interval: Duration::from_secs(storage.flush_interval_secs),
+        max_head_spans: storage.max_head_spans,
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
         compact_below_bytes: storage.compact_below_bytes,
@@ -454,17 +455,17 @@ fn store_options(
 }
 
 /// Background upkeep of the store: writes the head as a block when due, fsyncs the WAL on
-/// the interval policy, merges small blocks every 10 seconds and applies retention once a
-/// minute. Failures are logged and retried on the next tick; none of this blocks ingest.
+/// the interval policy, and applies retention once a minute; merging small blocks runs in a
+/// task of its own every 10 seconds, so a long merge never holds back writing the head.
+/// Failures are logged and retried on the next tick; none of this blocks ingest.
 async fn maintain(store: Arc<Store>, stop: CancellationToken) {
     const TICK: Duration = Duration::from_millis(100);
     const RETENTION_EVERY: Duration = Duration::from_secs(60);
-    const COMPACT_EVERY: Duration = Duration::from_secs(10);
+    let compaction = tokio::spawn(compact_periodically(Arc::clone(&store), stop.clone()));
     let mut last_retention = tokio::time::Instant::now();
-    let mut last_compaction = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.cancelled() => break,
             () = tokio::time::sleep(TICK) => {}
         }
         if let Err(e) = store.sync_wal_if_due() {
@@ -475,16 +476,6 @@ async fn maintain(store: Arc<Store>, stop: CancellationToken) {
             && let Err(e) = store.flush().await
         {
             tracing::error!(error = %threadline_core::error::chain(&e), "writing a block failed; retrying");
-        }
-        if last_compaction.elapsed() >= COMPACT_EVERY {
-            last_compaction = tokio::time::Instant::now();
-            match store.compact().await {
-                Ok(0) => {}
-                Ok(merged) => tracing::info!(blocks = merged, "small blocks compacted"),
-                Err(e) => {
-                    tracing::error!(error = %threadline_core::error::chain(&e), "compaction failed");
-                }
-            }
         }
         if last_retention.elapsed() >= RETENTION_EVERY {
             last_retention = tokio::time::Instant::now();
@@ -497,6 +488,25 @@ async fn maintain(store: Arc<Store>, stop: CancellationToken) {
                 Err(e) => {
                     tracing::error!(error = %threadline_core::error::chain(&e), "retention failed");
                 }
+            }
+        }
+    }
+    let _ = compaction.await;
+}
+
+/// Merges small blocks every 10 seconds until `stop`.
+async fn compact_periodically(store: Arc<Store>, stop: CancellationToken) {
+    const COMPACT_EVERY: Duration = Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(COMPACT_EVERY) => {}
+        }
+        match store.compact().await {
+            Ok(0) => {}
+            Ok(merged) => tracing::info!(blocks = merged, "small blocks compacted"),
+            Err(e) => {
+                tracing::error!(error = %threadline_core::error::chain(&e), "compaction failed");
             }
         }
     }

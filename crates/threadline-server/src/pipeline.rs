@@ -14,6 +14,9 @@ use crate::engine_task::EngineHandle;
 
 /// A group stops growing at this many spans, so one commit stays short.
 const MAX_GROUP_SPANS: usize = 64 * 1024;
+/// The longest the stage waits for a block to be written when the head is full; past it,
+/// blocks are failing (the maintenance task logs why) and the WAL keeps the spans safe.
+const HEAD_ROOM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// While batches keep coming, the engine is told how far it has been fed this often (and at
 /// once whenever the queue runs empty).
 const MARK_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -34,6 +37,13 @@ pub fn run(
             let Some(next) = queue.try_recv() else { break };
             group_spans += next.len();
             group.push(next);
+        }
+        // Memory stays bounded when blocks are written slower than spans arrive: the stage
+        // waits here, the ingest queue fills, and receivers refuse with "try later".
+        if !store.wait_for_head_room(HEAD_ROOM_WAIT) {
+            tracing::warn!(
+                "no block written for {HEAD_ROOM_WAIT:?} with the head full; storing anyway"
+            );
         }
         let spans: Vec<Arc<Vec<_>>> = group.iter_mut().map(|d| Arc::new(d.take_spans())).collect();
         let result = store.append_shared(&spans).map_err(|e| {

@@ -29,7 +29,12 @@ pub const REPORT_QUEUE: usize = 64;
 /// Events kept for subscribers that fall behind; past it they are told how many they missed.
 const EVENT_BUFFER: usize = 16_384;
 /// Reports folded into one transaction, at most.
-const MAX_GROUP: usize = 256;
+const MAX_GROUP: usize = 1024;
+/// Transactions start at most this often: reports arriving meanwhile fold into the next one,
+/// so a process changed many times in that span is written once, and each commit's fixed
+/// cost (its fsync, the index pages it rewrites) is shared by more changes. It is also the
+/// most a published event waits for this reason.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// Where published events go; subscribers get every event from the moment they subscribe.
 #[derive(Debug, Clone)]
@@ -66,11 +71,18 @@ async fn run(
 ) {
     let mut marks: Vec<Option<u64>> = vec![None; shards];
     let mut applied: Option<u64> = None;
-    while let Some(first) = rx.recv().await {
+    let mut last_commit = tokio::time::Instant::now();
+    let mut closed = false;
+    while !closed && let Some(first) = rx.recv().await {
         let mut group = vec![first];
+        let fold_until = last_commit + COMMIT_EVERY;
         while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(report) => group.push(report),
+            match tokio::time::timeout_at(fold_until, rx.recv()).await {
+                Ok(Some(report)) => group.push(report),
+                Ok(None) => {
+                    closed = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -111,6 +123,7 @@ async fn run(
         }
         let changes = ProcessChanges { records, removed, keys, events, applied_seq: advanced };
         let logged = apply_until_done(&store, changes).await;
+        last_commit = tokio::time::Instant::now();
         if advanced.is_some() {
             applied = advanced;
         }

@@ -30,7 +30,7 @@ use crate::{StoreError, StoreStats};
 /// Compaction merges at least this many small blocks at once...
 pub const COMPACT_MIN_BLOCKS: usize = 4;
 /// ...and at most this many spans into one block.
-pub const COMPACT_MAX_SPANS: u64 = 1_000_000;
+pub const COMPACT_MAX_SPANS: u64 = 500_000;
 
 /// Index format version, kept in the index's metadata table.
 pub const INDEX_VERSION: u64 = 1;
@@ -57,6 +57,10 @@ pub struct StoreOptions {
     pub flush_spans: usize,
     /// ...or once its oldest span has waited this long.
     pub flush_interval: Duration,
+    /// Spans not yet in a block (the head, and heads being written), at most: past it,
+    /// [`Store::wait_for_head_room`] holds the writer back until a block is written, so memory
+    /// stays bounded when blocks are written slower than spans arrive.
+    pub max_head_spans: usize,
     /// Blocks whose newest span started longer ago than this are deleted.
     pub retention: Duration,
     /// When blocks take more bytes than this, the oldest are deleted.
@@ -74,8 +78,9 @@ impl Default for StoreOptions {
         Self {
             wal: WalOptions::default(),
             blocks: None,
-            flush_spans: 100_000,
+            flush_spans: 300_000,
             flush_interval: Duration::from_secs(10),
+            max_head_spans: 900_000,
             retention: Duration::from_secs(7 * 24 * 3600),
             max_block_bytes: None,
             compact_below_bytes: 16 << 20,
@@ -171,8 +176,15 @@ pub struct Store {
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     services: RwLock<BTreeSet<String>>,
     counters: Mutex<Counters>,
-    /// One flush or retention pass at a time.
+    /// One flush at a time.
+    flushing: tokio::sync::Mutex<()>,
+    /// One compaction or retention pass at a time (both remove blocks); flushes go on.
     maintenance: tokio::sync::Mutex<()>,
+    /// Signalled whenever a head leaves memory for a block.
+    head_written: parking_lot::Condvar,
+    head_written_lock: Mutex<()>,
+    /// The next block id to hand out; the index records it with every block.
+    next_block: std::sync::atomic::AtomicU64,
     applied_seq: std::sync::atomic::AtomicU64,
     /// Block files no longer indexed, deleted once reads that began before have finished.
     doomed: Mutex<Vec<(Instant, String)>>,
@@ -219,6 +231,18 @@ pub(crate) fn idx<T, E: Into<redb::Error>>(
     context: &str,
 ) -> Result<T, StoreError> {
     result.map_err(|e| index_err(context)(e.into()))
+}
+
+/// Records that block ids up to `id` are taken. Flushes and compactions commit in any order,
+/// so the recorded value only grows.
+fn record_next_block(
+    meta: &mut redb::Table<'_, &str, u64>,
+    id: u64,
+    context: &str,
+) -> Result<(), StoreError> {
+    let known = idx(meta.get(META_NEXT_BLOCK), context)?.map_or(1, |v| v.value());
+    idx(meta.insert(META_NEXT_BLOCK, known.max(id + 1)), context)?;
+    Ok(())
 }
 
 fn block_path(id: u64) -> String {
@@ -280,7 +304,7 @@ impl Store {
                 opened.index_problem = None;
             }
         }
-        let IndexState { flushed: flushed_seq, applied, blocks: block_rows, services } =
+        let IndexState { flushed: flushed_seq, applied, next_block, blocks: block_rows, services } =
             read_index_state(&index, &index_path)?;
         // Without process tracking, what is in blocks needs no replay to the engine.
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
@@ -354,7 +378,11 @@ impl Store {
             blocks: RwLock::new(blocks),
             services: RwLock::new(service_set),
             counters: Mutex::new(counters),
+            flushing: tokio::sync::Mutex::new(()),
             maintenance: tokio::sync::Mutex::new(()),
+            head_written: parking_lot::Condvar::new(),
+            head_written_lock: Mutex::new(()),
+            next_block: std::sync::atomic::AtomicU64::new(next_block),
             applied_seq: std::sync::atomic::AtomicU64::new(applied_seq),
             doomed: Mutex::new(Vec::new()),
         };
@@ -424,6 +452,27 @@ impl Store {
         Ok(self.wal.lock().sync_if_due()?)
     }
 
+    /// Spans in memory not yet in a block: the head and the heads being written.
+    pub fn head_spans(&self) -> usize {
+        let heads = self.heads.read();
+        heads.active.spans + heads.frozen.iter().map(|h| h.spans).sum::<usize>()
+    }
+
+    /// Waits (blocking) while the spans not yet in a block are at
+    /// [`StoreOptions::max_head_spans`] or more, until a block is written or `timeout` passes.
+    /// Returns false on timeout: blocks are not being written (a failing disk or block
+    /// store), and the caller decides whether to go on.
+    pub fn wait_for_head_room(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut lock = self.head_written_lock.lock();
+        while self.head_spans() >= self.options.max_head_spans {
+            if self.head_written.wait_until(&mut lock, deadline).timed_out() {
+                return self.head_spans() < self.options.max_head_spans;
+            }
+        }
+        true
+    }
+
     /// True when the head is big or old enough to be written as a block.
     pub fn flush_due(&self) -> bool {
         let heads = self.heads.read();
@@ -434,7 +483,7 @@ impl Store {
     /// Writes the head as a block (if it holds spans), indexes it, and releases the WAL
     /// segments it covered. Returns the spans written.
     pub async fn flush(&self) -> Result<u64, StoreError> {
-        let _guard = self.maintenance.lock().await;
+        let _guard = self.flushing.lock().await;
         let frozen = {
             let mut wal = self.wal.lock();
             let mut heads = self.heads.write();
@@ -466,6 +515,10 @@ impl Store {
             let mut heads = self.heads.write();
             self.blocks.write().insert(id, entry);
             heads.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
+        }
+        {
+            let _lock = self.head_written_lock.lock();
+            self.head_written.notify_all();
         }
         let applied = if self.options.track_applied {
             self.applied_seq.load(std::sync::atomic::Ordering::SeqCst)
@@ -520,7 +573,7 @@ impl Store {
                     idx(table.insert(service.as_str(), ()), "writing services")?;
                 }
                 let mut meta = idx(tx.open_table(META), "writing index metadata")?;
-                idx(meta.insert(META_NEXT_BLOCK, id + 1), "writing index metadata")?;
+                record_next_block(&mut meta, id, "writing index metadata")?;
                 idx(meta.insert(META_FLUSHED_SEQ, head.last_seq), "writing index metadata")?;
             }
             idx(tx.commit(), "committing the index")
@@ -745,7 +798,7 @@ impl Store {
                     }
                 }
                 let mut meta = idx(tx.open_table(META), ctx)?;
-                idx(meta.insert(META_NEXT_BLOCK, id + 1), ctx)?;
+                record_next_block(&mut meta, id, ctx)?;
             }
             idx(tx.commit(), ctx)
         })();
@@ -804,10 +857,10 @@ impl Store {
         deleted
     }
 
+    /// Hands out a block id: a flush and a compaction may each need one at the same time.
+    /// An id whose block fails is simply never used.
     fn next_block_id(&self) -> Result<u64, StoreError> {
-        let read = idx(self.index.begin_read(), "reading the index")?;
-        let meta = idx(read.open_table(META), "reading index metadata")?;
-        Ok(idx(meta.get(META_NEXT_BLOCK), "reading index metadata")?.map_or(1, |v| v.value()))
+        Ok(self.next_block.fetch_add(1, std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Every stored span at this moment, each exactly once: the batches not yet in a block
@@ -946,6 +999,7 @@ async fn rebuild_index(
 struct IndexState {
     flushed: u64,
     applied: u64,
+    next_block: u64,
     blocks: Vec<(u64, (u64, u64, u64, u64))>,
     services: Vec<String>,
 }
@@ -989,6 +1043,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
     let flushed = idx(meta.get(META_FLUSHED_SEQ), "reading the index")?.map_or(0, |v| v.value());
     let applied = idx(meta.get(crate::processes::META_APPLIED_SEQ), "reading the index")?
         .map_or(0, |v| v.value());
+    let next_block = idx(meta.get(META_NEXT_BLOCK), "reading the index")?.map_or(1, |v| v.value());
     let mut blocks = Vec::new();
     for entry in idx(
         idx(read.open_table(BLOCKS), "reading the block list")?.iter(),
@@ -1004,7 +1059,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         let (name, _) = idx(entry, "reading services")?;
         services.push(name.value().to_owned());
     }
-    Ok(IndexState { flushed, applied, blocks, services })
+    Ok(IndexState { flushed, applied, next_block, blocks, services })
 }
 
 impl From<WalError> for StoreError {

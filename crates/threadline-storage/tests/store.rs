@@ -403,3 +403,80 @@ fn reads_racing_a_compaction_see_every_span() {
         assert_eq!(store.stats().read_errors, 0);
     });
 }
+
+#[test]
+fn a_full_head_holds_the_writer_back_until_a_block_is_written() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-head-room").unwrap();
+        let options = StoreOptions { flush_spans: 100, max_head_spans: 250, ..options() };
+        let (store, _) = Store::open(dir.path(), options).await.unwrap();
+        let store = std::sync::Arc::new(store);
+        store.append(&[batch(1, 30).as_slice()]).unwrap();
+        assert!(store.head_spans() < 250);
+        assert!(store.wait_for_head_room(Duration::from_millis(1)), "room left: no wait");
+        store.append(&[batch(2, 30).as_slice(), batch(3, 30).as_slice()]).unwrap();
+        let full = store.head_spans();
+        assert!(full >= 250, "{full} spans in the head");
+        let started = std::time::Instant::now();
+        assert!(!store.wait_for_head_room(Duration::from_millis(200)), "nothing written yet");
+        assert!(started.elapsed() >= Duration::from_millis(200), "it waited the whole time");
+        // A writer waiting on another thread goes on as soon as a block is written.
+        let waiter = {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || store.wait_for_head_room(Duration::from_secs(60)))
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the waiter waits while the head is full");
+        assert_eq!(store.flush().await.unwrap(), full as u64);
+        assert!(waiter.join().unwrap(), "the waiter was let go by the flush");
+        assert_eq!(store.head_spans(), 0);
+    });
+}
+
+#[test]
+fn blocks_written_while_a_compaction_runs_keep_their_own_ids_and_spans() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-flush-during-compaction").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=12).map(|seed| batch(seed, 30)).collect();
+        let total = batches.iter().map(Vec::len).sum::<usize>() as u64;
+        let merged;
+        {
+            let (store, _) = open(dir.path()).await;
+            for b in &batches[..6] {
+                store.append(&[b.as_slice()]).unwrap();
+                store.flush().await.unwrap();
+            }
+            let store = std::sync::Arc::new(store);
+            let compaction = {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move { store.compact().await.unwrap() })
+            };
+            for b in &batches[6..] {
+                store.append(&[b.as_slice()]).unwrap();
+                store.flush().await.unwrap();
+            }
+            merged = compaction.await.unwrap();
+            assert!(merged >= 4, "a run was merged: {merged}");
+            let stats = store.stats();
+            assert_eq!(stats.block_spans, total);
+            assert_eq!(stats.blocks, 12 - merged as u64 + 1);
+            for seed in 1..=12 {
+                let id = trace_of(seed, 7);
+                assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+            }
+        }
+        // After a reopen every block is listed once, with every span, and new blocks get new ids.
+        let (store, opened) = open(dir.path()).await;
+        assert!(opened.unreadable_blocks.is_empty(), "{:?}", opened.unreadable_blocks);
+        assert_eq!(store.stats().block_spans, total);
+        let more = batch(13, 30);
+        store.append(&[more.as_slice()]).unwrap();
+        store.flush().await.unwrap();
+        assert_eq!(store.stats().blocks, 12 - merged as u64 + 2);
+        assert_eq!(store.stats().block_spans, total + more.len() as u64);
+        for seed in 1..=12 {
+            let id = trace_of(seed, 21);
+            assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+        }
+    });
+}
