@@ -48,6 +48,30 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 export THREADLINE_TEST_PYTHON="$root/.venv/bin/python"
 
+step "Chromium and the UI's Node packages (from ui/package-lock.json)"
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update -qq && apt-get install -y -qq chromium
+fi
+/usr/bin/chromium --version
+command -v node >/dev/null 2>&1 || { echo "Node.js (20.19 or later) is required for the UI" >&2; exit 1; }
+node --version
+ui_stamp=ui/node_modules/.package-lock.sha256
+ui_want="$(sha256sum ui/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$ui_stamp" 2>/dev/null)" != "$ui_want" ]; then
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$ui_want" >"$ui_stamp"
+fi
+
+step "UI: type check, unit tests (Vitest), and the committed build (ui/dist) equal to a fresh one"
+ui_build="$(mktemp -d)"
+trap 'rm -rf "$ui_build"' EXIT
+(cd ui && npx --no-install tsc --noEmit && npx --no-install vitest run \
+  && npx --no-install vite build --outDir "$ui_build" --emptyOutDir --logLevel warn)
+if ! diff -r "$ui_build" ui/dist; then
+  echo "ui/dist differs from a fresh build of ui/: run (cd ui && npm run build) and commit ui/dist" >&2
+  exit 1
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 

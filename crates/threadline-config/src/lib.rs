@@ -207,7 +207,8 @@ pub struct Storage {
     pub flush_interval_secs: u64,
     /// Spans held in memory not yet in a block, at most: when blocks are written slower than
     /// spans arrive, ingest waits (and receivers answer "try later") rather than memory grow.
-    pub max_head_spans: usize,
+    /// Unset: three times `flush_spans`, at least 900,000 (see [`Storage::head_limit`]).
+    pub max_head_spans: Option<usize>,
     /// Blocks whose newest span started longer ago are deleted.
     pub retention_hours: u64,
     /// When blocks take more bytes than this, the oldest are deleted (0: no limit).
@@ -222,6 +223,14 @@ pub struct Storage {
     pub blocks_options: std::collections::BTreeMap<String, String>,
 }
 
+impl Storage {
+    /// The spans held in memory not yet in a block, at most: `max_head_spans`, or when unset
+    /// three times `flush_spans` and at least 900,000.
+    pub fn head_limit(&self) -> usize {
+        self.max_head_spans.unwrap_or_else(|| self.flush_spans.saturating_mul(3).max(900_000))
+    }
+}
+
 impl Default for Storage {
     fn default() -> Self {
         Self {
@@ -230,7 +239,7 @@ impl Default for Storage {
             wal_segment_bytes: 64 << 20,
             flush_spans: 300_000,
             flush_interval_secs: 10,
-            max_head_spans: 900_000,
+            max_head_spans: None,
             retention_hours: 7 * 24,
             max_block_bytes: 0,
             compact_below_bytes: 16 << 20,
@@ -467,10 +476,12 @@ impl Config {
                 self.query.sql_timeout_secs
             ));
         }
-        if self.storage.max_head_spans < self.storage.flush_spans {
+        if let Some(limit) = self.storage.max_head_spans
+            && limit < self.storage.flush_spans
+        {
             return Err(format!(
-                "storage.max_head_spans ({}) must be at least storage.flush_spans ({})",
-                self.storage.max_head_spans, self.storage.flush_spans
+                "storage.max_head_spans ({limit}) must be at least storage.flush_spans ({})",
+                self.storage.flush_spans
             ));
         }
         if self.ingest.max_decompressed_bytes < self.ingest.max_request_bytes {
@@ -598,5 +609,20 @@ mod tests {
             "version = 1\n[ingest]\nqueue_capacity_spans = 0\n",
             expect!["error: test.toml: ingest.queue_capacity_spans must be greater than 0"],
         );
+        check(
+            "version = 1\n[storage]\nflush_spans = 500000\nmax_head_spans = 400000\n",
+            expect![
+                "error: test.toml: storage.max_head_spans (400000) must be at least storage.flush_spans (500000)"
+            ],
+        );
+    }
+
+    #[test]
+    fn the_head_limit_follows_flush_spans_unless_set() {
+        let head = |text: &str| Config::parse(text, "t").unwrap().storage.head_limit();
+        assert_eq!(head("version = 1\n"), 900_000);
+        assert_eq!(head("version = 1\n[storage]\nflush_spans = 1000\n"), 900_000);
+        assert_eq!(head("version = 1\n[storage]\nflush_spans = 10000000\n"), 30_000_000);
+        assert_eq!(head("version = 1\n[storage]\nmax_head_spans = 2000000\n"), 2_000_000);
     }
 }

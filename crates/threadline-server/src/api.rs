@@ -38,6 +38,9 @@ use crate::process_writer::record;
 pub struct ApiState {
     /// The SQL engine, when the build has one.
     pub sql: Option<Arc<dyn crate::sql::SqlService>>,
+    /// Cancelled when the API stops: open event streams end, so shutdown is not held up by
+    /// a browser tab left open.
+    pub stopping: tokio_util::sync::CancellationToken,
     pub store: Arc<Store>,
     pub events: crate::process_writer::Publisher,
     pub queue: QueueMonitor,
@@ -65,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
         .merge(crate::jaeger::routes())
+        .merge(crate::ui::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -878,6 +882,7 @@ async fn events(
             }
         },
     );
+    let stream = futures_util::StreamExt::take_until(stream, state.stopping.cancelled_owned());
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

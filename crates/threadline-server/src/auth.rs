@@ -31,10 +31,11 @@ fn header_value(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
-/// An axum middleware requiring `token` on every request but the health probes.
+/// An axum middleware requiring `token` on every request but the health probes and the UI's
+/// files (which hold no data).
 pub async fn require(token: Arc<str>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || crate::ui::is_public(path) {
         return next.run(request).await;
     }
     match refusal(header_value(request.headers()), &token) {

@@ -16,6 +16,7 @@ mod pipeline;
 mod process_writer;
 mod sql;
 mod tls;
+mod ui;
 
 pub use sql::{SqlFactory, SqlFailure, SqlFailureKind, SqlService};
 
@@ -253,7 +254,9 @@ impl Server {
         let sql = sql.zip(sql_runtime.as_ref()).map(|(factory, runtime)| {
             (factory.0)(Arc::clone(&store), &config.query, runtime.handle().clone())
         });
+        let api_stop = CancellationToken::new();
         let api_state = api::ApiState {
+            stopping: api_stop.clone(),
             sql,
             store: Arc::clone(&store),
             events: publisher,
@@ -269,7 +272,6 @@ impl Server {
                     .collect(),
             ),
         };
-        let api_stop = CancellationToken::new();
         let api_task = serve_http(
             api,
             auth::guard(api::router(api_state), security.api_token.as_deref()),
@@ -446,7 +448,7 @@ fn store_options(
         blocks,
         flush_spans: storage.flush_spans,
         flush_interval: Duration::from_secs(storage.flush_interval_secs),
-        max_head_spans: storage.max_head_spans,
+        max_head_spans: storage.head_limit(),
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
         compact_below_bytes: storage.compact_below_bytes,

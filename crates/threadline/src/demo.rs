@@ -90,8 +90,11 @@ fn guide(api: SocketAddr, data_dir: &std::path::Path) {
     let url = format!("http://{api}");
     println!(
         "Threadline demo: a simulated shop of 25 services is sending its telemetry.\n\
-         \n  API:         {url}/api/v1/process-types\n  Data:        {}\n\
-         \nLook at:\n\
+         \n  UI:          {url}/\n  API:         {url}/api/v1/process-types\n  Data:        {}\n\
+         \nLook at, in the UI: the overview's live counts; Triage for stuck checkouts grouped by\n\
+         the consumer group they wait on; a process page's timeline with its message hops and\n\
+         critical path; the system map; the live feed of failures and breaches. Or search for\n\
+         order.id=o-000001. From a terminal:\n\
          \x20 threadline search --type checkout --state running --server {url}\n\
          \x20 threadline search --type checkout --sort duration --server {url}\n\
          \x20 threadline process show --key order.id=o-000001 --server {url}\n\

@@ -37,13 +37,20 @@ async fn the_demo_shows_live_processes_of_every_type() {
         assert!(tokio::time::Instant::now() < deadline, "types seen: {live:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Found by type, with the shop's owners and business keys.
+    // Found by type, with the shop's owners and business keys. The listing reads the process
+    // table, which the writer fills a moment after the engine counts a process.
     for process_type in types {
-        let list: ProcessListResponse = server
-            .api_json(&format!("/api/v1/processes?type={process_type}&limit=5"))
-            .await
-            .unwrap();
-        let first = list.processes.first().unwrap();
+        let first = loop {
+            let list: ProcessListResponse = server
+                .api_json(&format!("/api/v1/processes?type={process_type}&limit=5"))
+                .await
+                .unwrap();
+            if let Some(first) = list.processes.into_iter().next() {
+                break first;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no {process_type} listed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         assert!(first.owner.is_some(), "{process_type}: {first:?}");
         assert!(!first.keys.is_empty(), "{process_type}: {first:?}");
     }

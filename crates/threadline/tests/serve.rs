@@ -102,6 +102,30 @@ async fn sigint_under_load_drains_and_exits_cleanly() {
     shutdown_under_load("INT").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_event_stream_does_not_hold_up_shutdown() {
+    let mut server = TestServer::start(bin()).unwrap();
+    // A browser tab following the event stream, left open.
+    let response = reqwest::Client::new()
+        .get(format!("{}/api/v1/events", server.api_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut body = response.bytes_stream();
+    server.signal("INT").unwrap();
+    // The stream is ended by the server, not waited out (it would never end on its own).
+    let status = server.wait_exit(Duration::from_secs(20)).unwrap();
+    assert_eq!(status.code(), Some(0), "{:?}", server.log_lines());
+    // The client sees the stream end.
+    use futures_util::StreamExt as _;
+    while let Some(chunk) = body.next().await {
+        if chunk.is_err() {
+            break;
+        }
+    }
+}
+
 #[test]
 fn flags_override_env_which_overrides_the_config_file() {
     let dir = TempDir::new("precedence").unwrap();
