@@ -94,8 +94,14 @@ try {
     const results = `[data-testid=results][data-q="order.id=${orderId}"]`;
     await page.waitForSelector(`${results} a[href="#/process/${done.id}"]`, { timeout: 10_000 });
     // Every process found carries the key (a refund of the order does too).
-    const keys = await page.$$eval(`${results} tbody tr td.keys`, (cells) => cells.map((c) => c.textContent));
-    check(keys.length >= 1 && keys.every((k) => k.includes(`order.id=${orderId}`)), `search: order.id=${orderId} found ${JSON.stringify(keys)}`);
+    const cells = `${results} tbody tr td.keys`;
+    const found = await page.waitForFunction(({ cells, key }) => {
+      const keys = [...document.querySelectorAll(cells)].map((c) => c.textContent ?? '');
+      return keys.length > 0 && keys.every((k) => k.includes(key)) ? keys : null;
+    }, { cells, key: `order.id=${orderId}` }, { timeout: 10_000 }).catch(() => null);
+    if (!found) {
+      failures.push(`search: not every result carries order.id=${orderId}: ${await page.$eval(results, (t) => t.outerHTML).catch((e) => e.message)}`);
+    }
     check(page.url().includes(encodeURIComponent(`order.id=${orderId}`)), `search: the URL does not carry the query (${page.url()})`);
   });
 
@@ -115,6 +121,7 @@ try {
   });
 
   await visit('type', '#/type/checkout', async () => {
+    await page.waitForSelector('[data-testid=spec] table tbody tr', { timeout: 20_000 });
     await page.waitForSelector('[data-testid=histogram] canvas', { timeout: 20_000 });
     await page.waitForSelector('[data-testid=percentiles] canvas', { timeout: 20_000 });
   });
@@ -136,6 +143,8 @@ try {
   await visit('feed', '#/feed', async () => {
     for (const kind of ['started', 'completed']) await page.check(`fieldset.kinds label:has-text("${kind}") input`);
     await page.waitForSelector('[data-testid=feed] li', { timeout: 20_000 });
+    // The demo's alert rules fire on failures, breaches and stuck processes.
+    await page.waitForSelector('[data-testid=alerts] li', { timeout: 60_000 });
   });
 
   // Dark mode renders too.

@@ -110,6 +110,30 @@ export interface Triage {
   }[];
 }
 
+export interface Spec {
+  name: string;
+  recognize: string;
+  slaNanos?: Nanos;
+  stuckAfterNanos?: Nanos;
+  keys: string[];
+  steps: { service: string; operation: string; order?: number; min: number; max?: number; terminal: boolean; critical: boolean }[];
+  forbidErrors: boolean;
+  maxRetries?: number;
+  owner?: Owner;
+}
+
+export interface Alert {
+  seq: number;
+  rule: string;
+  status: 'firing' | 'resolved';
+  processType: string;
+  processId?: string;
+  event: string;
+  startsAtUnixNano: Nanos;
+  endsAtUnixNano?: Nanos;
+  summary: string;
+}
+
 export type EventKind =
   | 'started' | 'completed' | 'failed' | 'sla_breached' | 'stuck' | 'spec_violated' | 'reopened';
 export interface ProcessEvent {
@@ -183,6 +207,8 @@ export const api = {
   graph: (windowMinutes: number) => get<Graph>('/api/v1/graph', { window_minutes: String(windowMinutes) }),
   triage: (olderThan?: string) => get<Triage>('/api/v1/triage', { older_than: olderThan }),
   services: () => get<{ services: string[] }>('/api/v1/services'),
+  specs: () => get<{ specs: Spec[] }>('/api/v1/specs'),
+  alerts: (limit: number) => get<{ alerts: Alert[] }>('/api/v1/alerts', { limit: String(limit) }),
 };
 
 /**

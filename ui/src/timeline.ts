@@ -135,7 +135,7 @@ export function valueText(v: import('./api').AnyValue | undefined): string {
   if (v.intValue !== undefined) return v.intValue;
   if (v.doubleValue !== undefined) return String(v.doubleValue);
   if (v.boolValue !== undefined) return String(v.boolValue);
-  if (v.bytesValue !== undefined) return `0x${v.bytesValue}`;
+  if (v.bytesValue !== undefined) return `base64:${v.bytesValue}`;
   if (v.arrayValue) return `[${v.arrayValue.values.map(valueText).join(', ')}]`;
   if (v.kvlistValue) return `{${v.kvlistValue.values.map((kv) => `${kv.key}: ${valueText(kv.value)}`).join(', ')}}`;
   return '';

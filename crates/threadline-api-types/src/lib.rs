@@ -645,3 +645,75 @@ pub struct SqlColumn {
     #[serde(rename = "type")]
     pub data_type: String,
 }
+
+/// `GET /api/v1/specs`: the process specs the server runs with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecsResponse {
+    pub specs: Vec<SpecView>,
+}
+
+/// One process type's spec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView {
+    pub name: String,
+    /// How a process of this type is recognised, in words: `root span checkout: POST
+    /// /checkout` or `attribute process.type = refund`.
+    pub recognize: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_nanos: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stuck_after_nanos: Option<String>,
+    /// Attribute names that are business keys of this type (besides `*.id`).
+    pub keys: Vec<String>,
+    pub steps: Vec<StepView>,
+    /// Any span with an error status is a violation.
+    pub forbid_errors: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<OwnerView>,
+}
+
+/// An expected step of a spec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepView {
+    pub service: String,
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u32>,
+    pub min: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<u32>,
+    pub terminal: bool,
+    pub critical: bool,
+}
+
+/// `GET /api/v1/alerts`: the newest alert notifications, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertsResponse {
+    pub alerts: Vec<AlertView>,
+}
+
+/// One alert notification: a rule firing or resolving.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertView {
+    /// Increasing with every notification since the server started.
+    pub seq: u64,
+    pub rule: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    pub process_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_id: Option<String>,
+    /// The event kind the rule is about.
+    pub event: String,
+    pub starts_at_unix_nano: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at_unix_nano: Option<String>,
+    pub summary: String,
+}

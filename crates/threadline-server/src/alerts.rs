@@ -17,6 +17,36 @@ use threadline_storage::processes::StoredEvent;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+/// Notifications kept for `GET /api/v1/alerts`, at most (the newest).
+const LOG_CAPACITY: usize = 1000;
+
+/// The newest notifications of every rule, whatever their sinks, for the API and the UI.
+#[derive(Debug, Clone, Default)]
+pub struct AlertLog {
+    inner: Arc<std::sync::Mutex<Logged>>,
+}
+
+/// The last sequence number handed out, and the notifications kept with theirs.
+type Logged = (u64, VecDeque<(u64, Notification)>);
+
+impl AlertLog {
+    fn record(&self, n: &Notification) {
+        let mut guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (seq, log) = &mut *guard;
+        *seq += 1;
+        log.push_back((*seq, n.clone()));
+        if log.len() > LOG_CAPACITY {
+            log.pop_front();
+        }
+    }
+
+    /// The newest `limit` notifications with their sequence numbers, newest first.
+    pub fn recent(&self, limit: usize) -> Vec<(u64, Notification)> {
+        let guard = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.1.iter().rev().take(limit).cloned().collect()
+    }
+}
+
 /// Notifications waiting per sink, at most; past it the oldest waiting one is dropped and
 /// counted.
 const SINK_QUEUE: usize = 1024;
@@ -174,10 +204,12 @@ struct Evaluator {
     /// (rule index, type) → event times.
     counts: HashMap<(usize, String), VecDeque<u64>>,
     rate_firing: HashMap<(usize, String), u64>,
+    log: AlertLog,
 }
 
 impl Evaluator {
     fn notify(&self, rule: usize, n: Notification) {
+        self.log.record(&n);
         let names = &self.rules[rule].sinks;
         for (name, queue) in &self.sinks {
             if names.is_empty() || names.contains(name) {
@@ -334,6 +366,7 @@ pub fn start(
     sinks: &[Sink],
     mut events: broadcast::Receiver<Arc<StoredEvent>>,
     stop: CancellationToken,
+    log: AlertLog,
 ) {
     if rules.is_empty() {
         return;
@@ -355,6 +388,7 @@ pub fn start(
         sent: HashSet::new(),
         counts: HashMap::new(),
         rate_firing: HashMap::new(),
+        log,
     };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));

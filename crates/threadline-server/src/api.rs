@@ -41,6 +41,10 @@ pub struct ApiState {
     /// Cancelled when the API stops: open event streams end, so shutdown is not held up by
     /// a browser tab left open.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Alert notifications, newest kept.
+    pub alerts: crate::alerts::AlertLog,
+    /// The process specs loaded.
+    pub specs: Arc<Vec<threadline_config::spec::ProcessSpec>>,
     pub store: Arc<Store>,
     pub events: crate::process_writer::Publisher,
     pub queue: QueueMonitor,
@@ -64,6 +68,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/process-types", get(process_types))
         .route("/api/v1/graph", get(graph))
         .route("/api/v1/triage", get(triage))
+        .route("/api/v1/specs", get(specs))
+        .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/sql", axum::routing::post(sql))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
@@ -79,6 +85,85 @@ const OPENAPI: &str = include_str!("openapi.json");
 
 async fn openapi() -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// `GET /api/v1/specs`: the process specs loaded, by name.
+async fn specs(State(state): State<ApiState>) -> Json<threadline_api_types::SpecsResponse> {
+    use threadline_api_types::{SpecView, StepView};
+    use threadline_config::spec::Recognize;
+    let mut specs: Vec<SpecView> = state
+        .specs
+        .iter()
+        .map(|p| SpecView {
+            name: p.name.clone(),
+            recognize: match &p.recognize {
+                Recognize::Root { service, operation: Some(op) } => {
+                    format!("root span {service}: {op}")
+                }
+                Recognize::Root { service, operation: None } => format!("root span of {service}"),
+                Recognize::Attribute { key, value } => format!("attribute {key} = {value}"),
+            },
+            sla_nanos: p.sla_nanos.map(|n| n.to_string()),
+            stuck_after_nanos: p.stuck_after_nanos.map(|n| n.to_string()),
+            keys: p.keys.clone(),
+            steps: p
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    service: s.service.clone(),
+                    operation: s.operation.clone(),
+                    order: s.order,
+                    min: s.min,
+                    max: s.max,
+                    terminal: s.terminal,
+                    critical: s.critical,
+                })
+                .collect(),
+            forbid_errors: p.forbid.errors,
+            max_retries: p.forbid.max_retries,
+            owner: p.owner.as_ref().map(owner_view),
+        })
+        .collect();
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Json(threadline_api_types::SpecsResponse { specs })
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AlertsQuery {
+    limit: Option<String>,
+}
+
+/// `GET /api/v1/alerts?limit=100`: the newest alert notifications (firing and resolved),
+/// newest first; at most 1000 are kept.
+async fn alerts(
+    State(state): State<ApiState>,
+    ApiQuery(query): ApiQuery<AlertsQuery>,
+) -> Result<Json<threadline_api_types::AlertsResponse>, ApiError> {
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| invalid(format!("limit {text:?} must be between 1 and 1000")))?,
+    };
+    let alerts = state
+        .alerts
+        .recent(limit)
+        .into_iter()
+        .map(|(seq, n)| threadline_api_types::AlertView {
+            seq,
+            rule: n.rule,
+            status: n.status.to_owned(),
+            process_type: n.process_type,
+            process_id: n.process_id,
+            event: n.event,
+            starts_at_unix_nano: n.starts_at.to_string(),
+            ends_at_unix_nano: n.ends_at.map(|t| t.to_string()),
+            summary: n.summary,
+        })
+        .collect();
+    Ok(Json(threadline_api_types::AlertsResponse { alerts }))
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -368,12 +453,16 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
 
 /// The owner of a process type, from the specs.
 fn owner_of(state: &ApiState, process_type: &str) -> Option<OwnerView> {
-    state.owners.get(process_type).map(|owner| OwnerView {
+    state.owners.get(process_type).map(owner_view)
+}
+
+fn owner_view(owner: &threadline_config::spec::Owner) -> OwnerView {
+    OwnerView {
         team: owner.team.clone(),
         pager: owner.pager.clone(),
         repo: owner.repo.clone(),
         runbook: owner.runbook.clone(),
-    })
+    }
 }
 
 fn summary(record: &ProcessRecord, state: &ApiState) -> ProcessSummary {

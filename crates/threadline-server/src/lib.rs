@@ -172,11 +172,13 @@ impl Server {
         };
         let maintenance_stop = CancellationToken::new();
         let maintenance = tokio::spawn(maintain(Arc::clone(&store), maintenance_stop.clone()));
+        let alert_log = alerts::AlertLog::default();
         alerts::start(
             &config.alerts,
             &config.sinks,
             publisher.subscribe(),
             maintenance_stop.clone(),
+            alert_log.clone(),
         );
 
         let shutdown = CancellationToken::new();
@@ -257,6 +259,8 @@ impl Server {
         let api_stop = CancellationToken::new();
         let api_state = api::ApiState {
             stopping: api_stop.clone(),
+            alerts: alert_log,
+            specs: Arc::new(specs.processes.clone()),
             sql,
             store: Arc::clone(&store),
             events: publisher,

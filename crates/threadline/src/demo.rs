@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use threadline_config::spec::SpecFile;
-use threadline_config::{Config, LogFormat};
+use threadline_config::{AlertRule, Config, LogFormat, RateRule};
 use threadline_sim::{Exporter, FaultRates, ProcessKind, Protocol, Shop, ShopConfig};
 
 /// The shop's specs, built in so the demo runs from any directory.
@@ -75,6 +75,23 @@ fn settings(args: &DemoArgs) -> anyhow::Result<threadline_server::Settings> {
             .join("threadline")
             .join("demo"),
     };
+    // Alerts with no sink: they show in the UI's live feed and at /api/v1/alerts.
+    config.alerts = vec![
+        AlertRule {
+            name: "process-trouble".into(),
+            process_type: "*".into(),
+            on: vec!["stuck".into(), "failed".into(), "sla_breached".into()],
+            rate: None,
+            sinks: Vec::new(),
+        },
+        AlertRule {
+            name: "failure-burst".into(),
+            process_type: "*".into(),
+            on: Vec::new(),
+            rate: Some(RateRule { kind: "failed".into(), count: 3, window: "5m".into() }),
+            sinks: Vec::new(),
+        },
+    ];
     let specs = SpecFile::parse(SHOP_SPECS, "examples/shop/specs.toml")?;
     Ok(threadline_server::Settings { config, data_dir, specs, sql: crate::sql::factory() })
 }

@@ -148,6 +148,36 @@ async fn alerts_fire_once_resolve_and_rate_rules_count() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(am().len(), 4, "{:?}", am());
     assert_eq!(hook().len(), 1);
+
+    // The API lists every notification, whatever its sink, newest first: the UI's feed.
+    let listed: threadline_api_types::AlertsResponse =
+        server.api_json("/api/v1/alerts").await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = listed
+        .alerts
+        .iter()
+        .map(|a| (a.rule.as_str(), a.status.as_str(), a.event.as_str()))
+        .collect();
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert_eq!(
+        &seen[3..],
+        [("checkout-trouble", "resolved", "stuck"), ("checkout-trouble", "firing", "stuck"),]
+    );
+    assert!(seen[..3].contains(&("failure-burst", "firing", "failed")), "{seen:?}");
+    assert_eq!(
+        seen[..3].iter().filter(|a| *a == &("checkout-trouble", "firing", "failed")).count(),
+        2
+    );
+    assert!(listed.alerts.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    let stuck = &listed.alerts[4];
+    assert_eq!(
+        stuck.process_id.as_deref(),
+        Some(threadline_testsuite::spans::trace(1).to_hex().as_str())
+    );
+    assert!(listed.alerts[3].ends_at_unix_nano.is_some());
+    let one: threadline_api_types::AlertsResponse =
+        server.api_json("/api/v1/alerts?limit=1").await.unwrap();
+    assert_eq!(one.alerts, listed.alerts[..1]);
+    assert_eq!(server.api_get("/api/v1/alerts?limit=0").await.unwrap().0, 400);
 }
 
 #[test]

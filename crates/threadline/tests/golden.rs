@@ -196,6 +196,7 @@ async fn every_endpoint_answers_as_its_snapshot() {
         ("api_v1_process_types", "/api/v1/process-types".to_owned()),
         ("api_v1_graph", "/api/v1/graph".to_owned()),
         ("api_v1_triage", "/api/v1/triage?older_than=0s".to_owned()),
+        ("api_v1_specs", "/api/v1/specs".to_owned()),
         ("api_v1_error_not_found", "/api/v1/processes/00000000000000000000000000000001".to_owned()),
         ("api_v1_error_bad_parameter", "/api/v1/processes?state=done".to_owned()),
         ("jaeger_services", "/api/services".to_owned()),

@@ -64,6 +64,8 @@ async fn the_openapi_document_is_valid_and_matches_the_responses() {
         ("ProcessTypes", "/api/v1/process-types".to_owned()),
         ("Graph", "/api/v1/graph".to_owned()),
         ("Triage", "/api/v1/triage?older_than=0s".to_owned()),
+        ("Alerts", "/api/v1/alerts".to_owned()),
+        ("Specs", "/api/v1/specs".to_owned()),
         ("Error", "/api/v1/processes?limit=0".to_owned()),
     ] {
         let (_, body) = server.api_get(&path).await.unwrap();
@@ -103,7 +105,7 @@ async fn the_openapi_document_is_valid_and_matches_the_responses() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("12 responses match"),
+        String::from_utf8_lossy(&output.stdout).contains("14 responses match"),
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );

@@ -85,6 +85,8 @@ async fn tokens_guard_ingest_and_the_api_separately() {
         "/api/v1/process-types".to_owned(),
         "/api/v1/graph".to_owned(),
         "/api/v1/triage".to_owned(),
+        "/api/v1/specs".to_owned(),
+        "/api/v1/alerts".to_owned(),
         "/api/v1/events".to_owned(),
         "/api/v1/openapi.json".to_owned(),
         "/api/v1/sql".to_owned(),
@@ -113,6 +115,14 @@ async fn tokens_guard_ingest_and_the_api_separately() {
     }
     assert_eq!(api("/healthz".into(), None).await.unwrap().status(), 200);
     assert_eq!(api("/readyz".into(), None).await.unwrap().status(), 200);
+    // The UI's files hold no data and load without a token; the UI then asks for one.
+    let page = api("/".into(), None).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let script = html.split("src=\"").nth(1).and_then(|s| s.split('"').next()).unwrap();
+    assert!(script.starts_with("/assets/"), "{html}");
+    assert_eq!(api(script.to_owned(), None).await.unwrap().status(), 200);
+    assert_eq!(api("/assets/nothing.js".into(), None).await.unwrap().status(), 404);
 }
 
 #[test]

@@ -14,6 +14,8 @@ export function TypePage({ name }: { name: string }) {
   const failures = useData(() => api.processes({ type: name, state: 'failed', limit: '10' }), [name, tick]);
   const breaches = useData(() => api.processes({ type: name, sla_breached: 'true', limit: '10' }), [name, tick]);
   const triage = useData(() => api.triage('0s'), [name, tick], 5000);
+  const specs = useData(() => api.specs(), [name]);
+  const spec = specs.data?.specs.find((x) => x.name === name);
   const t = summary.data?.processTypes.find((x) => x.name === name);
   const now = Date.now();
   const finished = (recent.data?.processes ?? []).filter((p) => p.state !== 'running');
@@ -51,6 +53,33 @@ export function TypePage({ name }: { name: string }) {
           </div>
         </div>
       ) : null}
+      <h2>Spec</h2>
+      {spec ? (
+        <div data-testid="spec">
+          <p>
+            Recognised by {spec.recognize}.{' '}
+            {spec.slaNanos ? <>SLA <strong>{durationNanos(spec.slaNanos)}</strong>. </> : 'No SLA. '}
+            {spec.stuckAfterNanos ? <>Stuck after {durationNanos(spec.stuckAfterNanos)} without progress. </> : null}
+            {spec.forbidErrors ? 'Any error span is a violation. ' : null}
+            {spec.maxRetries !== undefined ? `At most ${spec.maxRetries} retries of a step. ` : null}
+            {spec.keys.length ? <>Business keys: {spec.keys.map((k) => <span class="kv">{k}</span>)}</> : null}
+          </p>
+          {spec.steps.length ? (
+            <table class="grid">
+              <thead><tr><th scope="col">Order</th><th scope="col">Service</th><th scope="col">Operation</th><th scope="col">Times</th><th scope="col">Notes</th></tr></thead>
+              <tbody>
+                {spec.steps.map((s) => (
+                  <tr>
+                    <td>{s.order ?? '—'}</td><td>{s.service}</td><td>{s.operation}</td>
+                    <td>{s.min === 0 ? 'optional' : `at least ${s.min}`}{s.max !== undefined ? `, at most ${s.max}` : ''}</td>
+                    <td>{[s.terminal ? 'ends the process' : '', s.critical ? 'an error fails the process' : ''].filter(Boolean).join('; ')}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : <p class="muted">No steps declared.</p>}
+        </div>
+      ) : specs.data ? <p class="muted">No spec declares this type: it is judged by the server's defaults.</p> : null}
       <div class="two">
         <div>
           <h2>Duration distribution</h2>
