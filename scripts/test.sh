@@ -52,7 +52,7 @@ step "Chromium and the UI's Node packages (from ui/package-lock.json)"
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update -qq && apt-get install -y -qq chromium
 fi
-/usr/bin/chromium --version
+dpkg-query -W -f='chromium ${Version}\n' chromium 2>/dev/null || echo "chromium (not from Debian)"
 command -v node >/dev/null 2>&1 || { echo "Node.js (20.19 or later) is required for the UI" >&2; exit 1; }
 node --version
 ui_stamp=ui/node_modules/.package-lock.sha256
