@@ -1,60 +1,12 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import cytoscape from 'cytoscape';
 import dagre from 'cytoscape-dagre';
-import { api, type Graph } from '../api';
+import { api } from '../api';
+import { elements } from '../graph';
 import { Empty, ErrorBox, Loading, useData } from '../components';
-import { durationNanos, rate } from '../format';
 import { href } from '../state';
 
 cytoscape.use(dagre);
-
-/** The graph's elements: services and channels as nodes; calls, produce and consume as edges. */
-export function elements(g: Graph): cytoscape.ElementDefinition[] {
-  const services = new Map<string, { count: number; errors: number; perMinute: number }>();
-  for (const op of g.operations) {
-    const s = services.get(op.service) ?? { count: 0, errors: 0, perMinute: 0 };
-    s.count += op.count;
-    s.errors += op.errors;
-    s.perMinute += op.perMinute;
-    services.set(op.service, s);
-  }
-  for (const c of g.calls) for (const name of [c.caller, c.callee]) if (!services.has(name)) services.set(name, { count: 0, errors: 0, perMinute: 0 });
-  for (const ch of g.channels) for (const p of ch.producers) if (!services.has(p.service)) services.set(p.service, { count: 0, errors: 0, perMinute: 0 });
-  const out: cytoscape.ElementDefinition[] = [];
-  for (const [name, s] of services) {
-    const errorRate = s.count ? s.errors / s.count : 0;
-    out.push({
-      data: { id: `svc:${name}`, kind: 'service', name, label: `${name}\n${rate(s.perMinute)}${s.errors ? ` · ${(errorRate * 100).toFixed(1)}% err` : ''}` },
-      classes: errorRate > 0.05 ? 'service bad' : errorRate > 0 ? 'service warn' : 'service',
-    });
-  }
-  for (const c of g.calls) {
-    out.push({
-      data: { id: `call:${c.caller}>${c.callee}`, source: `svc:${c.caller}`, target: `svc:${c.callee}`,
-        label: `${rate(c.perMinute)} · p95 ${durationNanos(c.durations.p95Nanos)}${c.errors ? ` · ${c.errors} err` : ''}` },
-      classes: c.errors ? 'call bad' : 'call',
-    });
-  }
-  for (const ch of g.channels) {
-    const id = `ch:${ch.system}/${ch.destination}`;
-    out.push({ data: { id, kind: 'channel', name: ch.destination, label: `${ch.destination}\n${ch.system} · ${ch.messages} msgs` }, classes: 'channel' });
-    for (const p of ch.producers) {
-      out.push({ data: { id: `prod:${p.service}>${id}`, source: `svc:${p.service}`, target: id, label: `${p.messages}` }, classes: 'produce' });
-    }
-    for (const group of ch.consumerGroups) {
-      // A group named after a service is drawn into it; otherwise it gets a node of its own.
-      const target = services.has(group.group) ? `svc:${group.group}` : `grp:${group.group}`;
-      if (!services.has(group.group) && !out.some((e) => e.data.id === target)) {
-        out.push({ data: { id: target, kind: 'group', name: group.group, label: `group ${group.group}` }, classes: 'group' });
-      }
-      out.push({
-        data: { id: `cons:${id}>${group.group}`, source: id, target, label: `${group.consumed} · wait p95 ${durationNanos(group.waits.p95Nanos)}` },
-        classes: 'consume',
-      });
-    }
-  }
-  return out;
-}
 
 export function MapPage() {
   const [windowMinutes] = useState(15);
@@ -72,7 +24,7 @@ export function MapPage() {
       elements: elements(data),
       wheelSensitivity: 0.3,
       style: [
-        { selector: 'node', style: { label: 'data(label)', 'text-wrap': 'wrap', 'font-size': 11, color: text, 'text-valign': 'center', 'text-halign': 'center', width: 150, height: 42, shape: 'round-rectangle', 'background-color': dark ? '#2a3142' : '#e8ecf7', 'border-width': 1, 'border-color': '#6b8afd' } },
+        { selector: 'node', style: { label: 'data(label)', 'text-wrap': 'wrap', 'font-size': 11, color: text, 'text-valign': 'center', 'text-halign': 'center', width: 190, height: 46, shape: 'round-rectangle', 'background-color': dark ? '#2a3142' : '#e8ecf7', 'border-width': 1, 'border-color': '#6b8afd' } },
         { selector: 'node.channel', style: { shape: 'barrel', 'background-color': dark ? '#3b3320' : '#fff4d6', 'border-color': '#d49b1b' } },
         { selector: 'node.group', style: { shape: 'ellipse', 'border-style': 'dashed' } },
         { selector: 'node.warn', style: { 'border-color': '#d49b1b', 'border-width': 2 } },
