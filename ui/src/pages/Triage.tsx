@@ -27,7 +27,7 @@ export function TriagePage({ olderThan }: { olderThan: string }) {
       {error ? <ErrorBox error={error} retry={reload} /> : null}
       {loading && !data ? <Loading what="waiting processes" /> : null}
       {data && !groups.length ? <Empty><p><strong>Nothing to triage.</strong> No process has been running longer than {threshold}.</p></Empty> : null}
-      {groups.length ? <p>{data!.processes} processes running longer than {threshold}, grouped by where they wait, oldest first.</p> : null}
+      {groups.length ? <p>{data!.processes} process{data!.processes === 1 ? '' : 'es'} running longer than {threshold}, grouped by where they wait, oldest first.</p> : null}
       {groups.map((g) => (
         <article class="group" data-testid="triage-group">
           <h2>{g.waitingFor ? waitingText(g.waitingFor) : 'nothing known to wait for'} <span class="muted">· {g.processes} process{g.processes === 1 ? '' : 'es'}</span></h2>
