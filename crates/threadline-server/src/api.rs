@@ -130,7 +130,7 @@ async fn specs(State(state): State<ApiState>) -> Json<threadline_api_types::Spec
 
 #[derive(Debug, serde::Deserialize)]
 struct AlertsQuery {
-    limit: Option<String>,
+    limit: Option<usize>,
 }
 
 /// `GET /api/v1/alerts?limit=100`: the newest alert notifications (firing and resolved),
@@ -139,14 +139,7 @@ async fn alerts(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<AlertsQuery>,
 ) -> Result<Json<threadline_api_types::AlertsResponse>, ApiError> {
-    let limit = match query.limit.as_deref() {
-        None => 100,
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| invalid(format!("limit {text:?} must be between 1 and 1000")))?,
-    };
+    let limit = page_limit(query.limit)?;
     let alerts = state
         .alerts
         .recent(limit)
@@ -599,6 +592,15 @@ struct ProcessQuery {
 }
 
 const MAX_LIMIT: usize = 1000;
+
+/// A `limit` parameter: 100 when absent, else 1 to [`MAX_LIMIT`].
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(format!("limit {limit} must be between 1 and {MAX_LIMIT}")));
+    }
+    Ok(limit)
+}
 /// A search by span (service, operation, attribute) or a sort other than newest first ranks
 /// at most this many matching processes (the newest).
 const SEARCH_WINDOW: usize = 10_000;
@@ -626,10 +628,7 @@ async fn processes(
     State(state): State<ApiState>,
     ApiQuery(query): ApiQuery<ProcessQuery>,
 ) -> Result<Json<ProcessListResponse>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(invalid(format!("limit {limit} must be between 1 and {MAX_LIMIT}")));
-    }
+    let limit = page_limit(query.limit)?;
     if let Some(key) = query.key {
         let Some((name, value)) = key.split_once([':', '=']) else {
             return Err(invalid(format!("key {key:?} must be NAME:VALUE, as in order.id:123")));

@@ -463,6 +463,10 @@ impl Store {
     /// Returns false on timeout: blocks are not being written (a failing disk or block
     /// store), and the caller decides whether to go on.
     pub fn wait_for_head_room(&self, timeout: Duration) -> bool {
+        // The usual case, once per group of batches: room, and no lock to take.
+        if self.head_spans() < self.options.max_head_spans {
+            return true;
+        }
         let deadline = Instant::now() + timeout;
         let mut lock = self.head_written_lock.lock();
         while self.head_spans() >= self.options.max_head_spans {

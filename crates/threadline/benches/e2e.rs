@@ -17,8 +17,6 @@
     reason = "a benchmark: reports on stdout"
 )]
 
-use std::time::Duration;
-
 use serde_json::Value;
 use threadline_testsuite::server::TestServer;
 
@@ -83,8 +81,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     println!("end to end, {seconds} s per run, {connections} connections, {cores} cores");
 
+    // Bound before it returns: connections wait in the backlog until it serves.
     let null = null_receiver();
-    std::thread::sleep(Duration::from_millis(200));
     let baseline = load(&format!("http://{null}"), seconds, connections);
     let baseline_rate = baseline["acknowledgedSpansPerSec"].as_f64().unwrap();
     println!("baseline (null receiver): {baseline_rate:>10.0} spans/s acknowledged");
