@@ -97,11 +97,7 @@ async fn run(
             {
                 *slot = Some(slot.map_or(mark, |m| m.max(mark)));
             }
-            for view in report.changes.views {
-                // Reports come in order: the latest view of a process wins.
-                views.insert(view.id, view);
-            }
-            removed.extend(report.changes.removed);
+            fold_changes(&mut views, &mut removed, report.changes.views, report.changes.removed);
             keys.extend(report.changes.keys);
             if !recovering {
                 events.extend(report.events.iter().map(stored_event));
@@ -157,6 +153,25 @@ async fn apply_until_done(store: &Arc<Store>, changes: ProcessChanges) -> Vec<St
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Folds one report's process changes into those of the group so far. Reports come in
+/// order, so the latest view of a process wins, and a process folded away after its last
+/// view has no row to write: the table applies a group's removals before its rows, and a
+/// stale view would bring the folded process back as a second row with its keys.
+fn fold_changes(
+    views: &mut HashMap<TraceId, ProcessView>,
+    removed: &mut Vec<(TraceId, TraceId)>,
+    new_views: Vec<ProcessView>,
+    new_removed: Vec<(TraceId, TraceId)>,
+) {
+    for (from, _) in &new_removed {
+        views.remove(from);
+    }
+    removed.extend(new_removed);
+    for view in new_views {
+        views.insert(view.id, view);
     }
 }
 
@@ -257,4 +272,61 @@ fn missing_transitions(row: Option<&ProcessRecord>, now: &ProcessRecord) -> Vec<
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(n: u8, spans: u32) -> ProcessView {
+        let id = TraceId::from_bytes([n; 16]).expect("a valid id");
+        ProcessView {
+            id,
+            process_type: "checkout".into(),
+            state: ProcessState::Running,
+            mode: None,
+            stuck: false,
+            sla_breached: false,
+            start_nanos: 1,
+            end_nanos: 2,
+            last_activity: 2,
+            spans,
+            error_spans: 0,
+            traces: vec![id],
+            waiting_for: Vec::new(),
+            failure: None,
+            spec: None,
+        }
+    }
+
+    type Fold = (TraceId, TraceId);
+
+    fn folded(reports: Vec<(Vec<ProcessView>, Vec<Fold>)>) -> (Vec<(u8, u32)>, usize) {
+        let (mut views, mut removed) = (HashMap::new(), Vec::new());
+        for (v, r) in reports {
+            fold_changes(&mut views, &mut removed, v, r);
+        }
+        let mut out: Vec<(u8, u32)> =
+            views.values().map(|v| (v.id.as_bytes()[0], v.spans)).collect();
+        out.sort_unstable();
+        (out, removed.len())
+    }
+
+    #[test]
+    fn a_process_folded_away_after_its_view_leaves_no_row_to_write() {
+        let (x, y) = (view(1, 3), view(2, 5));
+        let gone = vec![(x.id, y.id)];
+        // Seen, then folded into another in a later report of the same group.
+        assert_eq!(
+            folded(vec![(vec![x.clone()], Vec::new()), (vec![y.clone()], gone.clone())]),
+            (vec![(2, 5)], 1)
+        );
+        // The latest view wins.
+        assert_eq!(
+            folded(vec![(vec![view(1, 3)], Vec::new()), (vec![view(1, 4)], Vec::new())]),
+            (vec![(1, 4)], 0)
+        );
+        // A view after the removal is newer than it, and stays.
+        assert_eq!(folded(vec![(vec![y], gone), (vec![x], Vec::new())]), (vec![(1, 3), (2, 5)], 1));
+    }
 }
