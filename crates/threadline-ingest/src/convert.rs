@@ -92,27 +92,30 @@ pub fn convert_otlp(request: ExportTraceServiceRequest) -> Decoded {
 
 /// A span, or the reason it is invalid with a printable span id for the message.
 fn convert_span(
-    span: pb::Span,
+    mut span: pb::Span,
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
 ) -> Result<Span, (String, SpanError)> {
-    let label = if span.span_id.is_empty() {
-        String::new()
-    } else {
-        format!(" (span_id {})", hex(&span.span_id))
-    };
-    build_span(span, resource, scope).map_err(|e| (label, e))
+    let raw_id = std::mem::take(&mut span.span_id);
+    build_span(span, &raw_id, resource, scope).map_err(|e| {
+        // The label is only made for a span being rejected.
+        let label =
+            if raw_id.is_empty() { String::new() } else { format!(" (span_id {})", hex(&raw_id)) };
+        (label, e)
+    })
 }
 
+/// `span` without its span id, which is `raw_id`.
 fn build_span(
     span: pb::Span,
+    raw_id: &[u8],
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
 ) -> Result<Span, SpanError> {
     let trace_id = TraceId::from_slice(&span.trace_id)
         .map_err(|error| SpanError::Id { field: "trace_id", error })?;
-    let span_id = SpanId::from_slice(&span.span_id)
-        .map_err(|error| SpanError::Id { field: "span_id", error })?;
+    let span_id =
+        SpanId::from_slice(raw_id).map_err(|error| SpanError::Id { field: "span_id", error })?;
     let parent_span_id = parent_id(&span.parent_span_id)?;
     span::check_times(span.start_time_unix_nano, span.end_time_unix_nano)?;
     let kind = span_kind(span.kind)?;

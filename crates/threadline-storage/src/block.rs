@@ -8,6 +8,7 @@
 //! in `docs/storage.md`; every file carries its format version in the Parquet key-value
 //! metadata under [`VERSION_KEY`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -18,7 +19,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, GenericListArray, ListArray,
-    RecordBatch, StringArray, StructArray,
+    RecordBatch, StringArray, StructArray, UInt32Array,
 };
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
@@ -295,6 +296,46 @@ fn status_from(name: &str) -> Option<StatusCode> {
     })
 }
 
+/// The distinct values behind shared pointers (a span's resource or scope), in order of
+/// first use, and for each span the row of its value.
+struct Distinct<'a, T> {
+    row_of: HashMap<*const T, u32>,
+    values: Vec<&'a T>,
+    of_span: Vec<u32>,
+}
+
+impl<'a, T> Distinct<'a, T> {
+    fn new(spans: usize) -> Self {
+        Self { row_of: HashMap::new(), values: Vec::new(), of_span: Vec::with_capacity(spans) }
+    }
+
+    fn push(&mut self, value: &'a Arc<T>) {
+        let next = self.values.len();
+        let row = *self.row_of.entry(Arc::as_ptr(value)).or_insert_with(|| {
+            self.values.push(value);
+            u32::try_from(next).unwrap_or(u32::MAX)
+        });
+        self.of_span.push(row);
+    }
+
+    /// For each span, the row of its value among `values`.
+    fn rows(&mut self) -> UInt32Array {
+        UInt32Array::from(std::mem::take(&mut self.of_span))
+    }
+}
+
+/// `columns` (one row per distinct value) gathered into one row per span.
+fn gather<const N: usize>(
+    columns: [ArrayRef; N],
+    rows: &UInt32Array,
+) -> Result<[ArrayRef; N], arrow_schema::ArrowError> {
+    let mut out = columns.clone();
+    for (gathered, column) in out.iter_mut().zip(&columns) {
+        *gathered = arrow_select::take::take(column.as_ref(), rows, None)?;
+    }
+    Ok(out)
+}
+
 /// The record batch of `spans` in the block schema, in the order given: how spans not yet in
 /// a block are read alongside blocks (by SQL, for one).
 pub fn record_batch(spans: &[&Span]) -> Result<RecordBatch, BlockError> {
@@ -307,7 +348,6 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut service = StringBuilder::new();
     let mut name = StringBuilder::new();
     let mut kind = StringBuilder::new();
     let mut start = UInt64Builder::with_capacity(n);
@@ -338,15 +378,12 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         flags: UInt32Builder::new(),
     };
     let mut dropped_links = UInt32Builder::with_capacity(n);
-    let mut resource_attributes = Attrs::new();
-    let mut resource_dropped = UInt32Builder::with_capacity(n);
-    let mut resource_schema = StringBuilder::new();
-    let mut scope_name = StringBuilder::new();
-    let mut scope_version = StringBuilder::new();
-    let mut scope_attributes = Attrs::new();
-    let mut scope_dropped = UInt32Builder::with_capacity(n);
-    let mut scope_schema = StringBuilder::new();
 
+    // Spans of one export request share their resource and scope: their columns are built
+    // once per distinct one, then gathered per span (from a few hot rows rather than by
+    // following every span's pointers).
+    let mut resources = Distinct::new(n);
+    let mut scopes = Distinct::new(n);
     for &span in spans {
         trace_id.append_value(span.trace_id.as_bytes())?;
         span_id.append_value(span.span_id.as_bytes())?;
@@ -354,7 +391,8 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
             Some(p) => parent.append_value(p.as_bytes())?,
             None => parent.append_null(),
         }
-        service.append_value(span.service_name());
+        resources.push(&span.resource);
+        scopes.push(&span.scope);
         name.append_value(&span.name);
         kind.append_value(kind_name(span.kind));
         start.append_value(span.start_time_unix_nano);
@@ -385,14 +423,6 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         links.count += span.links.len();
         links.offsets.push(offset(links.count));
         dropped_links.append_value(span.dropped_links_count);
-        resource_attributes.push(&span.resource.attributes);
-        resource_dropped.append_value(span.resource.dropped_attributes_count);
-        resource_schema.append_value(&span.resource.schema_url);
-        scope_name.append_value(&span.scope.name);
-        scope_version.append_value(&span.scope.version);
-        scope_attributes.push(&span.scope.attributes);
-        scope_dropped.append_value(span.scope.dropped_attributes_count);
-        scope_schema.append_value(&span.scope.schema_url);
     }
 
     let events_values = StructArray::new(
@@ -417,11 +447,50 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         ],
         None,
     );
+    let (mut service, mut resource_attributes) = (StringBuilder::new(), Attrs::new());
+    let (mut resource_dropped, mut resource_schema) = (UInt32Builder::new(), StringBuilder::new());
+    for r in &resources.values {
+        service.append_value(r.service_name());
+        resource_attributes.push(&r.attributes);
+        resource_dropped.append_value(r.dropped_attributes_count);
+        resource_schema.append_value(&r.schema_url);
+    }
+    let resource = gather(
+        [
+            Arc::new(service.finish()) as ArrayRef,
+            Arc::new(resource_attributes.finish()),
+            Arc::new(resource_dropped.finish()),
+            Arc::new(resource_schema.finish()),
+        ],
+        &resources.rows(),
+    )?;
+    let (mut scope_name, mut scope_version) = (StringBuilder::new(), StringBuilder::new());
+    let (mut scope_attributes, mut scope_dropped) = (Attrs::new(), UInt32Builder::new());
+    let mut scope_schema = StringBuilder::new();
+    for sc in &scopes.values {
+        scope_name.append_value(&sc.name);
+        scope_version.append_value(&sc.version);
+        scope_attributes.push(&sc.attributes);
+        scope_dropped.append_value(sc.dropped_attributes_count);
+        scope_schema.append_value(&sc.schema_url);
+    }
+    let scope = gather(
+        [
+            Arc::new(scope_name.finish()) as ArrayRef,
+            Arc::new(scope_version.finish()),
+            Arc::new(scope_attributes.finish()),
+            Arc::new(scope_dropped.finish()),
+            Arc::new(scope_schema.finish()),
+        ],
+        &scopes.rows(),
+    )?;
+    let [service, resource_attributes, resource_dropped, resource_schema] = resource;
+    let [scope_name, scope_version, scope_attributes, scope_dropped, scope_schema] = scope;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(trace_id.finish()),
         Arc::new(span_id.finish()),
         Arc::new(parent.finish()),
-        Arc::new(service.finish()),
+        service,
         Arc::new(name.finish()),
         Arc::new(kind.finish()),
         Arc::new(start.finish()),
@@ -436,14 +505,14 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         Arc::new(dropped_events.finish()),
         Arc::new(list(links_values, links.offsets)),
         Arc::new(dropped_links.finish()),
-        Arc::new(resource_attributes.finish()),
-        Arc::new(resource_dropped.finish()),
-        Arc::new(resource_schema.finish()),
-        Arc::new(scope_name.finish()),
-        Arc::new(scope_version.finish()),
-        Arc::new(scope_attributes.finish()),
-        Arc::new(scope_dropped.finish()),
-        Arc::new(scope_schema.finish()),
+        resource_attributes,
+        resource_dropped,
+        resource_schema,
+        scope_name,
+        scope_version,
+        scope_attributes,
+        scope_dropped,
+        scope_schema,
     ];
     RecordBatch::try_new(schema(), columns)
 }
@@ -534,7 +603,7 @@ pub fn merge(batches: &[RecordBatch]) -> Result<Bytes, BlockError> {
             span_ids.value(b),
         ))
     });
-    let indices = arrow_array::UInt32Array::from(order);
+    let indices = UInt32Array::from(order);
     let sorted = arrow_select::take::take_record_batch(&all, &indices).map_err(arrow)?;
     let mut out = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))
