@@ -4,7 +4,9 @@
 //! 1. durable ingest on one core: WAL group commit + head + Parquet blocks + trace index,
 //!    against appending the OTLP protobuf request bytes to a file with the same fsync policy;
 //! 2. bytes stored per span in blocks, against the OTLP protobuf size of the same spans;
-//! 3. process lookups (by id, by business key) with many processes stored: p50/p99 latency.
+//! 3. block encoding on one core: CPU per span to encode all the spans as one block, against
+//!    encoding the same spans for the WAL (the same fields, no columns, no compression);
+//! 4. process lookups (by id, by business key) with many processes stored: p50/p99 latency.
 //!
 //! Run: `cargo bench -p threadline-storage --bench storage`. `THREADLINE_BENCH_PROCESSES`
 //! sets the number of stored processes (default 10,000,000).
@@ -214,6 +216,30 @@ fn main() {
         protobuf_bytes as f64 / stats.block_bytes as f64
     );
     drop(store);
+
+    let (mut block_times, mut wal_times) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut payload = Vec::new();
+        for b in &batches {
+            payload.clear();
+            threadline_storage::codec::encode_batch(&b.spans, &mut payload);
+            std::hint::black_box(payload.len());
+        }
+        wal_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
+        let start = Instant::now();
+        let mut refs: Vec<&Span> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+        std::hint::black_box(threadline_storage::block::encode_refs(&mut refs).unwrap().len());
+        block_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
+    }
+    block_times.sort_by(f64::total_cmp);
+    wal_times.sort_by(f64::total_cmp);
+    println!(
+        "block encoding: {:.2} µs/span (baseline WAL encoding {:.2} µs/span), ratio {:.1}",
+        block_times[1],
+        wal_times[1],
+        block_times[1] / wal_times[1]
+    );
 
     let total: u64 = std::env::var("THREADLINE_BENCH_PROCESSES")
         .ok()
