@@ -322,6 +322,21 @@ fn render_self(out: &mut String, me: &SelfMetrics) {
             me.store.compacted_blocks,
         ),
         ("threadline_store_read_errors_total", "Block reads that failed.", me.store.read_errors),
+        (
+            "threadline_process_table_commits_total",
+            "Process table transactions committed.",
+            me.store.process_commits,
+        ),
+        (
+            "threadline_process_table_rows_written_total",
+            "Process rows written (new rows and rewrites).",
+            me.store.process_rows_written,
+        ),
+        (
+            "threadline_process_table_rows_created_total",
+            "Process rows written for the first time.",
+            me.store.process_rows_created,
+        ),
         ("threadline_engine_spans_total", "Spans taken by the engine.", me.engine_spans),
         (
             "threadline_engine_untracked_spans_total",

@@ -49,6 +49,12 @@ pub struct StoreStats {
     pub compacted_blocks: u64,
     /// Block reads that failed (damaged blocks) since start.
     pub read_errors: u64,
+    /// Process table transactions committed since start.
+    pub process_commits: u64,
+    /// Process rows written since start (each new row and each rewrite of a row).
+    pub process_rows_written: u64,
+    /// Of those, rows written for the first time.
+    pub process_rows_created: u64,
     pub wal_segments: u64,
     pub wal_bytes: u64,
     /// The last write error, cleared by the next successful write.

@@ -403,6 +403,9 @@ struct Tables<'t> {
     by_start: redb::Table<'t, &'static [u8], ()>,
     by_type: redb::Table<'t, &'static [u8], ()>,
     running: redb::Table<'t, &'static [u8], ()>,
+    /// Rows written in this transaction, and of those, rows new to the table.
+    written: u64,
+    created: u64,
 }
 
 const WRITE_CTX: &str = "writing the process table";
@@ -459,7 +462,9 @@ impl Tables<'_> {
             _ => record,
         };
         idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
+        self.written += 1;
         let Some(old) = old else {
+            self.created += 1;
             return self.insert_entries(record);
         };
         for t in record.traces.iter().filter(|t| !old.traces.contains(t)) {
@@ -552,6 +557,7 @@ impl Store {
         tx.set_durability(redb::Durability::Immediate)
             .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
         let mut logged = Vec::with_capacity(changes.events.len());
+        let (written, created);
         {
             let mut tables = Tables {
                 rows: idx(tx.open_table(PROCESSES), ctx)?,
@@ -560,6 +566,8 @@ impl Store {
                 by_start: idx(tx.open_table(PROCESS_BY_START), ctx)?,
                 by_type: idx(tx.open_table(PROCESS_BY_TYPE), ctx)?,
                 running: idx(tx.open_table(PROCESS_RUNNING), ctx)?,
+                written: 0,
+                created: 0,
             };
             let mut events = idx(tx.open_table(EVENTS), ctx)?;
             let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
@@ -624,6 +632,7 @@ impl Store {
             if prune_below > 1 {
                 idx(events.retain_in(..prune_below, |_, _| false), ctx)?;
             }
+            (written, created) = (tables.written, tables.created);
             if let Some(seq) = changes.applied_seq {
                 idx(meta.insert(META_APPLIED_SEQ, seq), ctx)?;
             }
@@ -632,6 +641,7 @@ impl Store {
         if let Some(seq) = changes.applied_seq {
             self.set_applied_seq(seq);
         }
+        self.count_process_writes(written, created);
         Ok(logged)
     }
 

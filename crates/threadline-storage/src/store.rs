@@ -161,6 +161,9 @@ struct Counters {
     deleted_blocks: u64,
     compacted_blocks: u64,
     read_errors: u64,
+    process_commits: u64,
+    process_rows_written: u64,
+    process_rows_created: u64,
     last_error: Option<String>,
 }
 
@@ -434,6 +437,13 @@ impl Store {
         }
         self.counters.lock().last_error = None;
         Ok(seqs)
+    }
+
+    pub(crate) fn count_process_writes(&self, written: u64, created: u64) {
+        let mut counters = self.counters.lock();
+        counters.process_commits += 1;
+        counters.process_rows_written += written;
+        counters.process_rows_created += created;
     }
 
     pub(crate) fn set_applied_seq(&self, seq: u64) {
@@ -915,6 +925,9 @@ impl Store {
             deleted_blocks: counters.deleted_blocks,
             compacted_blocks: counters.compacted_blocks,
             read_errors: counters.read_errors,
+            process_commits: counters.process_commits,
+            process_rows_written: counters.process_rows_written,
+            process_rows_created: counters.process_rows_created,
             wal_segments: wal_segments as u64,
             wal_bytes,
             last_error: counters.last_error,

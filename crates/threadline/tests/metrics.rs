@@ -139,5 +139,14 @@ async fn metrics_parse_and_add_up() {
     );
     assert_eq!(value(&samples, "threadline_ingest_accepted_spans_total", &[]), Some(12.0));
     assert_eq!(value(&samples, "threadline_store_write_failing", &[]), Some(0.0));
+    // Four processes, each a row of the table; each commit wrote at least one row.
+    let table =
+        |what: &str| value(&samples, &format!("threadline_process_table_{what}_total"), &[]);
+    assert_eq!(table("rows_created"), Some(4.0), "{text}");
+    let (written, commits) = (table("rows_written").unwrap(), table("commits").unwrap());
+    assert!(
+        written >= 4.0 && commits >= 1.0 && commits <= written,
+        "{written} rows in {commits} commits"
+    );
     assert!(value(&samples, "threadline_ingest_queue_capacity_spans", &[]).unwrap() > 0.0);
 }
