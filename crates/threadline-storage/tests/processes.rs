@@ -145,6 +145,31 @@ fn rows_are_found_by_id_trace_and_key_and_follow_their_changes() {
 }
 
 #[test]
+fn a_row_that_comes_out_the_same_is_not_written_again() {
+    runtime().block_on(async {
+        let dir = TempDir::new("proc-same").unwrap();
+        let store = open(dir.path()).await;
+        apply(&store, vec![record(1, "checkout", 100), record(2, "refund", 200)], vec![]);
+        // Reported again unchanged, and with a key the row already has: nothing to write.
+        let mut again = record(1, "checkout", 100);
+        again.keys.clear();
+        apply(&store, vec![record(1, "checkout", 100), again], vec![]);
+        let stats = store.stats();
+        assert_eq!(
+            (stats.process_commits, stats.process_rows_written, stats.process_rows_created),
+            (2, 2, 2)
+        );
+        // A change is written.
+        let mut done = record(2, "refund", 200);
+        done.state = RecordState::Completed;
+        apply(&store, vec![done.clone()], vec![]);
+        assert_eq!(store.stats().process_rows_written, 3);
+        assert_eq!(store.process(id(2)).unwrap().unwrap(), done);
+        assert_eq!(store.process(id(1)).unwrap().unwrap(), record(1, "checkout", 100));
+    });
+}
+
+#[test]
 fn listings_filter_by_type_state_and_time_newest_first_with_cursors() {
     runtime().block_on(async {
         let dir = TempDir::new("proc-list").unwrap();
