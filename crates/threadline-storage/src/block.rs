@@ -329,9 +329,9 @@ fn gather<const N: usize>(
     columns: [ArrayRef; N],
     rows: &UInt32Array,
 ) -> Result<[ArrayRef; N], arrow_schema::ArrowError> {
-    let mut out = columns.clone();
-    for (gathered, column) in out.iter_mut().zip(&columns) {
-        *gathered = arrow_select::take::take(column.as_ref(), rows, None)?;
+    let mut out = columns;
+    for column in &mut out {
+        *column = arrow_select::take::take(column.as_ref(), rows, None)?;
     }
     Ok(out)
 }

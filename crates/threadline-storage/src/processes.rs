@@ -462,8 +462,8 @@ impl Tables<'_> {
             _ => record,
         };
         if old.as_ref() == Some(record) {
-            // The engine reports a process whenever anything about it moved; a row that
-            // would come out the same is not written again.
+            // Callers report a process whenever anything about it moved, which often
+            // leaves its row as it was: then there is nothing to write.
             return Ok(());
         }
         idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
