@@ -1,6 +1,6 @@
 """Reads Threadline's span blocks with DuckDB (an independent Parquet reader) and prints, as
-JSON: the span count, the services, one trace's spans in order, and an attribute lookup
-through UNNEST, as docs/storage.md shows it."""
+JSON: the span count, the services, one trace's spans in order, and attribute lookups by key
+with DuckDB's JSON functions, as docs/storage.md shows them."""
 
 import json
 import sys
@@ -13,11 +13,18 @@ spans = con.execute(f"SELECT count(*) FROM read_parquet('{pattern}')").fetchone(
 services = [r[0] for r in con.execute(
     f"SELECT DISTINCT service_name FROM read_parquet('{pattern}') ORDER BY 1").fetchall()]
 trace = con.execute(
-    f"""SELECT hex(span_id), name, kind, start_time_unix_nano, len(attributes), len(events), len(links)
+    f"""SELECT hex(span_id), name, kind, start_time_unix_nano, len(json_keys(attributes)),
+               json_array_length(events), json_array_length(links)
         FROM read_parquet('{pattern}') WHERE hex(trace_id) = upper(?)
         ORDER BY start_time_unix_nano""", [trace_id_hex]).fetchall()
 attrs = con.execute(
-    f"""SELECT a.key, a.type, a.str, a.int, a.double, a.bool
-        FROM read_parquet('{pattern}'), UNNEST(attributes) AS t(a)
-        WHERE hex(trace_id) = upper(?) ORDER BY start_time_unix_nano, a.key""", [trace_id_hex]).fetchall()
-print(json.dumps({"spans": spans, "services": services, "trace": trace, "attributes": attrs}, default=str))
+    f"""SELECT k, json_type(attributes, '$."' || k || '"'),
+               json_extract(attributes, '$."' || k || '"')::VARCHAR
+        FROM read_parquet('{pattern}'), UNNEST(json_keys(attributes)) AS t(k)
+        WHERE hex(trace_id) = upper(?) ORDER BY start_time_unix_nano, k""",
+    [trace_id_hex]).fetchall()
+order = con.execute(
+    f"""SELECT count(*) FROM read_parquet('{pattern}')
+        WHERE attributes->>'$."order.id"' = 'order-' || ?""", ["2-7"]).fetchone()[0]
+print(json.dumps({"spans": spans, "services": services, "trace": trace, "attributes": attrs,
+                  "order_spans": order}, default=str))

@@ -11,10 +11,11 @@ use datafusion::arrow::array::{
     Array, ArrayRef, FixedSizeBinaryArray, Float64Array, ListArray, MapArray, RecordBatch,
     RecordBatchOptions, StringArray, StructArray, TimestampNanosecondArray,
 };
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use threadline_core::value::{AnyValue, KeyValue};
-use threadline_storage::block;
+use threadline_storage::{block, json};
 
 pub(crate) const UTC: &str = "UTC";
 
@@ -84,14 +85,27 @@ fn append_map<'a>(
 }
 
 /// A stored attribute-list column as a `Map<Utf8, Utf8>` column.
-fn attributes_map(list: &ListArray) -> Result<MapArray, ArrowError> {
+fn attributes_map(texts: &StringArray) -> Result<MapArray, ArrowError> {
     let mut builder = new_map_builder();
-    for row in 0..list.len() {
-        let attributes: Vec<KeyValue> =
-            block::attributes_at(list, row).map_err(ArrowError::InvalidArgumentError)?;
-        append_map(&mut builder, attributes.iter().map(|kv| (kv.key.as_str(), render(&kv.value))))?;
+    for text in texts.iter() {
+        append_attributes(&mut builder, &decode(json::attributes, text)?)?;
     }
     Ok(builder.finish())
+}
+
+fn append_attributes(
+    builder: &mut MapBuilder<StringBuilder, StringBuilder>,
+    attributes: &[KeyValue],
+) -> Result<(), ArrowError> {
+    append_map(builder, attributes.iter().map(|kv| (kv.key.as_str(), render(&kv.value))))
+}
+
+/// One stored JSON list, decoded.
+fn decode<T>(
+    read: fn(&str) -> Result<Vec<T>, String>,
+    text: Option<&str>,
+) -> Result<Vec<T>, ArrowError> {
+    read(text.unwrap_or_default()).map_err(ArrowError::InvalidArgumentError)
 }
 
 /// A map column from (key, value) lists, one per row.
@@ -255,10 +269,10 @@ fn stored<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ArrowE
         .ok_or_else(|| ArrowError::SchemaError(format!("stored column {name} was not read")))
 }
 
-fn stored_list<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ListArray, ArrowError> {
+fn stored_text<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, ArrowError> {
     stored(batch, name)?
-        .as_list_opt::<i32>()
-        .ok_or_else(|| ArrowError::SchemaError(format!("stored column {name} is not a list")))
+        .as_string_opt::<i32>()
+        .ok_or_else(|| ArrowError::SchemaError(format!("stored column {name} is not text")))
 }
 
 /// Builds `columns` of the `spans` table (with `schema`) from stored columns.
@@ -295,10 +309,10 @@ pub(crate) fn spans_batch(
                 ))
             }
             SpanColumn::Attributes | SpanColumn::ResourceAttributes => {
-                Arc::new(attributes_map(stored_list(raw, column.sources()[0])?)?)
+                Arc::new(attributes_map(stored_text(raw, column.sources()[0])?)?)
             }
-            SpanColumn::Events => Arc::new(events(stored_list(raw, "events")?)?),
-            SpanColumn::Links => Arc::new(links(stored_list(raw, "links")?)?),
+            SpanColumn::Events => Arc::new(events(stored_text(raw, "events")?)?),
+            SpanColumn::Links => Arc::new(links(stored_text(raw, "links")?)?),
         };
         arrays.push(array);
     }
@@ -309,41 +323,60 @@ pub(crate) fn spans_batch(
     )
 }
 
-fn child<'a>(values: &'a StructArray, name: &str) -> Result<&'a ArrayRef, ArrowError> {
-    values
-        .column_by_name(name)
-        .ok_or_else(|| ArrowError::SchemaError(format!("stored field {name} is missing")))
-}
-
-fn nested_list(
-    list: &ListArray,
+/// A list column of structs (`fields`) from one row of children per stored row.
+fn struct_list(
     fields: Fields,
-    build: impl FnOnce(&StructArray) -> Result<Vec<ArrayRef>, ArrowError>,
+    lengths: Vec<usize>,
+    children: Vec<ArrayRef>,
 ) -> Result<ListArray, ArrowError> {
-    let values = list.values().as_struct();
-    let arrays = build(values)?;
-    let values = StructArray::try_new(fields.clone(), arrays, None)?;
+    let values = StructArray::try_new(fields.clone(), children, None)?;
     let item = Arc::new(Field::new("item", DataType::Struct(fields), false));
-    ListArray::try_new(item, list.offsets().clone(), Arc::new(values), list.nulls().cloned())
+    ListArray::try_new(item, OffsetBuffer::from_lengths(lengths), Arc::new(values), None)
 }
 
-fn events(list: &ListArray) -> Result<ListArray, ArrowError> {
-    nested_list(list, event_fields(), |values| {
-        let time = child(values, "time_unix_nano")?.as_primitive::<UInt64Type>();
-        Ok(vec![
-            Arc::new(timestamps(time.values().iter().copied())) as ArrayRef,
-            Arc::clone(child(values, "name")?),
-            Arc::new(attributes_map(child(values, "attributes")?.as_list::<i32>())?),
-        ])
-    })
+fn events(texts: &StringArray) -> Result<ListArray, ArrowError> {
+    let (mut lengths, mut times, mut names) = (Vec::new(), Vec::new(), StringBuilder::new());
+    let mut attributes = new_map_builder();
+    for text in texts.iter() {
+        let events = decode(json::events, text)?;
+        lengths.push(events.len());
+        for event in &events {
+            times.push(event.time_unix_nano);
+            names.append_value(&event.name);
+            append_attributes(&mut attributes, &event.attributes)?;
+        }
+    }
+    struct_list(
+        event_fields(),
+        lengths,
+        vec![
+            Arc::new(timestamps(times.into_iter())) as ArrayRef,
+            Arc::new(names.finish()),
+            Arc::new(attributes.finish()),
+        ],
+    )
 }
 
-fn links(list: &ListArray) -> Result<ListArray, ArrowError> {
-    nested_list(list, link_fields(), |values| {
-        Ok(vec![
-            Arc::new(hex_ids(child(values, "trace_id")?.as_fixed_size_binary())) as ArrayRef,
-            Arc::new(hex_ids(child(values, "span_id")?.as_fixed_size_binary())),
-            Arc::new(attributes_map(child(values, "attributes")?.as_list::<i32>())?),
-        ])
-    })
+fn links(texts: &StringArray) -> Result<ListArray, ArrowError> {
+    let (mut lengths, mut traces, mut spans) =
+        (Vec::new(), StringBuilder::new(), StringBuilder::new());
+    let mut attributes = new_map_builder();
+    for text in texts.iter() {
+        let links = decode(json::links, text)?;
+        lengths.push(links.len());
+        for link in &links {
+            traces.append_value(link.trace_id.to_hex());
+            spans.append_value(link.span_id.to_hex());
+            append_attributes(&mut attributes, &link.attributes)?;
+        }
+    }
+    struct_list(
+        link_fields(),
+        lengths,
+        vec![
+            Arc::new(traces.finish()) as ArrayRef,
+            Arc::new(spans.finish()),
+            Arc::new(attributes.finish()),
+        ],
+    )
 }

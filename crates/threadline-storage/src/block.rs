@@ -11,17 +11,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    ArrayBuilder, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder,
-    Int64Builder, StringBuilder, UInt32Builder, UInt64Builder,
-};
+use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder, UInt32Builder, UInt64Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, GenericListArray, ListArray,
-    RecordBatch, StringArray, StructArray, UInt32Array,
+    RecordBatch, StringArray, UInt32Array,
 };
-use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
 use futures_util::FutureExt;
@@ -49,12 +45,12 @@ use threadline_core::id::{SpanId, TraceId};
 use threadline_core::span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
 use threadline_core::value::{AnyValue, KeyValue};
 
-use crate::codec;
+use crate::{codec, json};
 
 /// Parquet key-value metadata key holding the block format version.
 pub const VERSION_KEY: &str = "threadline.block.version";
 /// The block format version this build writes and reads.
-pub const BLOCK_VERSION: u32 = 1;
+pub const BLOCK_VERSION: u32 = 2;
 /// Rows per row group: the unit a trace lookup reads.
 pub const ROW_GROUP_ROWS: usize = 8192;
 
@@ -92,50 +88,12 @@ pub struct BlockInfo {
     pub max_start_unix_nano: u64,
 }
 
-fn attribute_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("key", DataType::Utf8, false),
-        Field::new("type", DataType::Utf8, false),
-        Field::new("str", DataType::Utf8, true),
-        Field::new("int", DataType::Int64, true),
-        Field::new("double", DataType::Float64, true),
-        Field::new("bool", DataType::Boolean, true),
-        Field::new("bytes", DataType::Binary, true),
-    ])
-}
-
-fn attributes_type() -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Struct(attribute_fields()), false)))
-}
-
-fn event_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("time_unix_nano", DataType::UInt64, false),
-        Field::new("name", DataType::Utf8, false),
-        Field::new("attributes", attributes_type(), false),
-        Field::new("dropped_attributes_count", DataType::UInt32, false),
-    ])
-}
-
-fn link_fields() -> Fields {
-    Fields::from(vec![
-        Field::new("trace_id", DataType::FixedSizeBinary(16), false),
-        Field::new("span_id", DataType::FixedSizeBinary(8), false),
-        Field::new("trace_state", DataType::Utf8, false),
-        Field::new("attributes", attributes_type(), false),
-        Field::new("dropped_attributes_count", DataType::UInt32, false),
-        Field::new("flags", DataType::UInt32, false),
-    ])
-}
-
-fn list_of(fields: Fields) -> DataType {
-    DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
-}
-
-/// The Arrow schema of a span block, in column order.
-pub fn schema() -> SchemaRef {
+/// The columns of a span block, in order, with the type of the lists (attributes, events,
+/// links) left to the format version.
+fn columns(lists: &dyn Fn(&str) -> DataType) -> SchemaRef {
     let utf8 = |name: &str| Field::new(name, DataType::Utf8, false);
     let u32f = |name: &str| Field::new(name, DataType::UInt32, false);
+    let listf = |name: &str| Field::new(name, lists(name), false);
     Arc::new(Schema::new(vec![
         Field::new("trace_id", DataType::FixedSizeBinary(16), false),
         Field::new("span_id", DataType::FixedSizeBinary(8), false),
@@ -149,130 +107,206 @@ pub fn schema() -> SchemaRef {
         utf8("status_message"),
         utf8("trace_state"),
         u32f("flags"),
-        Field::new("attributes", attributes_type(), false),
+        listf("attributes"),
         u32f("dropped_attributes_count"),
-        Field::new("events", list_of(event_fields()), false),
+        listf("events"),
         u32f("dropped_events_count"),
-        Field::new("links", list_of(link_fields()), false),
+        listf("links"),
         u32f("dropped_links_count"),
-        Field::new("resource_attributes", attributes_type(), false),
+        listf("resource_attributes"),
         u32f("resource_dropped_attributes_count"),
         utf8("resource_schema_url"),
         utf8("scope_name"),
         utf8("scope_version"),
-        Field::new("scope_attributes", attributes_type(), false),
+        listf("scope_attributes"),
         u32f("scope_dropped_attributes_count"),
         utf8("scope_schema_url"),
     ]))
 }
 
-/// Accumulates attribute lists: one list entry per call to [`Attrs::push`].
-struct Attrs {
-    offsets: Vec<i32>,
-    key: StringBuilder,
-    kind: StringBuilder,
-    str: StringBuilder,
-    int: Int64Builder,
-    double: Float64Builder,
-    boolean: BooleanBuilder,
-    bytes: BinaryBuilder,
+/// The Arrow schema of a span block, in column order: attribute, event and link lists are
+/// JSON text (see [`crate::json`]).
+pub fn schema() -> SchemaRef {
+    columns(&|_| DataType::Utf8)
 }
 
-impl Attrs {
-    fn new() -> Self {
-        Self {
-            offsets: vec![0],
-            key: StringBuilder::new(),
-            kind: StringBuilder::new(),
-            str: StringBuilder::new(),
-            int: Int64Builder::new(),
-            double: Float64Builder::new(),
-            boolean: BooleanBuilder::new(),
-            bytes: BinaryBuilder::new(),
+/// The columns whose type differs between format versions 1 and 2.
+const LIST_COLUMNS: [&str; 5] =
+    ["attributes", "events", "links", "resource_attributes", "scope_attributes"];
+
+/// Format version 1 kept the lists as nested Parquet lists of structs (every attribute as
+/// key, type and one value column per type): exact, but costly to write.
+mod v1 {
+    use super::*;
+
+    fn attribute_fields() -> Fields {
+        Fields::from(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("type", DataType::Utf8, false),
+            Field::new("str", DataType::Utf8, true),
+            Field::new("int", DataType::Int64, true),
+            Field::new("double", DataType::Float64, true),
+            Field::new("bool", DataType::Boolean, true),
+            Field::new("bytes", DataType::Binary, true),
+        ])
+    }
+
+    fn list_of(fields: Fields) -> DataType {
+        DataType::List(Arc::new(Field::new("item", DataType::Struct(fields), false)))
+    }
+
+    fn attributes_type() -> DataType {
+        list_of(attribute_fields())
+    }
+
+    pub(super) fn schema() -> SchemaRef {
+        columns(&|name| match name {
+            "events" => list_of(Fields::from(vec![
+                Field::new("time_unix_nano", DataType::UInt64, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("attributes", attributes_type(), false),
+                Field::new("dropped_attributes_count", DataType::UInt32, false),
+            ])),
+            "links" => list_of(Fields::from(vec![
+                Field::new("trace_id", DataType::FixedSizeBinary(16), false),
+                Field::new("span_id", DataType::FixedSizeBinary(8), false),
+                Field::new("trace_state", DataType::Utf8, false),
+                Field::new("attributes", attributes_type(), false),
+                Field::new("dropped_attributes_count", DataType::UInt32, false),
+                Field::new("flags", DataType::UInt32, false),
+            ])),
+            _ => attributes_type(),
+        })
+    }
+
+    /// `batch` (any projection of a version-1 block) with its lists as version 2 keeps them.
+    pub(super) fn upgrade(batch: &RecordBatch) -> Result<RecordBatch, String> {
+        let schema = batch.schema();
+        let mut fields = Vec::with_capacity(batch.num_columns());
+        let mut arrays = Vec::with_capacity(batch.num_columns());
+        for (field, array) in schema.fields().iter().zip(batch.columns()) {
+            let name = field.name().as_str();
+            if !LIST_COLUMNS.contains(&name) {
+                fields.push(Arc::clone(field));
+                arrays.push(Arc::clone(array));
+                continue;
+            }
+            let list =
+                array.as_list_opt::<i32>().ok_or_else(|| format!("column {name} is not a list"))?;
+            let mut out = StringBuilder::new();
+            let mut text = String::new();
+            for row in 0..list.len() {
+                text.clear();
+                match name {
+                    "events" => json::write_events(&mut text, &events_at(list, row)?),
+                    "links" => json::write_links(&mut text, &links_at(list, row)?),
+                    _ => json::write_attributes(&mut text, &attributes_at(list, row)?),
+                }
+                out.append_value(&text);
+            }
+            fields.push(Arc::new(Field::new(name, DataType::Utf8, false)));
+            arrays.push(Arc::new(out.finish()) as ArrayRef);
         }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            arrays,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| e.to_string())
     }
 
-    fn push(&mut self, attributes: &[KeyValue]) {
-        for kv in attributes {
-            self.key.append_value(&kv.key);
-            let (kind, s, i, d, b, raw): (_, Option<&str>, _, _, _, Option<Vec<u8>>) =
-                match &kv.value {
-                    AnyValue::String(s) => ("string", Some(s), None, None, None, None),
-                    AnyValue::Bool(b) => ("bool", None, None, None, Some(*b), None),
-                    AnyValue::Int(i) => ("int", None, Some(*i), None, None, None),
-                    AnyValue::Double(d) => ("double", None, None, Some(*d), None, None),
-                    AnyValue::Bytes(b) => ("bytes", None, None, None, None, Some(b.clone())),
-                    AnyValue::Array(_) => {
-                        ("array", None, None, None, None, Some(encode_value(&kv.value)))
-                    }
-                    AnyValue::KvList(_) => {
-                        ("kvlist", None, None, None, None, Some(encode_value(&kv.value)))
-                    }
-                    AnyValue::Empty => ("empty", None, None, None, None, None),
-                };
-            self.kind.append_value(kind);
-            self.str.append_option(s);
-            self.int.append_option(i);
-            self.double.append_option(d);
-            self.boolean.append_option(b);
-            self.bytes.append_option(raw);
+    fn events_at(list: &ListArray, row: usize) -> Result<Vec<Event>, String> {
+        let values = list.values().as_struct();
+        let (time, name, attributes, dropped) = (
+            values.column(0).as_primitive::<UInt64Type>(),
+            values.column(1).as_string::<i32>(),
+            values.column(2).as_list::<i32>(),
+            values.column(3).as_primitive::<UInt32Type>(),
+        );
+        range(list, row)
+            .map(|at| {
+                Ok(Event {
+                    time_unix_nano: time.value(at),
+                    name: name.value(at).to_owned(),
+                    attributes: attributes_at(attributes, at)?,
+                    dropped_attributes_count: dropped.value(at),
+                })
+            })
+            .collect()
+    }
+
+    fn links_at(list: &ListArray, row: usize) -> Result<Vec<Link>, String> {
+        let values = list.values().as_struct();
+        let (trace, span, state, attributes, dropped, flags) = (
+            values.column(0).as_fixed_size_binary(),
+            values.column(1).as_fixed_size_binary(),
+            values.column(2).as_string::<i32>(),
+            values.column(3).as_list::<i32>(),
+            values.column(4).as_primitive::<UInt32Type>(),
+            values.column(5).as_primitive::<UInt32Type>(),
+        );
+        range(list, row)
+            .map(|at| {
+                Ok(Link {
+                    trace_id: trace_id_at(trace, at)?,
+                    span_id: span_id_at(span, at)?,
+                    trace_state: state.value(at).to_owned(),
+                    attributes: attributes_at(attributes, at)?,
+                    dropped_attributes_count: dropped.value(at),
+                    flags: flags.value(at),
+                })
+            })
+            .collect()
+    }
+
+    /// The attributes of row `row` of an attribute-list column, decoded.
+    fn attributes_at(list: &ListArray, row: usize) -> Result<Vec<KeyValue>, String> {
+        let values = list.values().as_struct();
+        let key = values.column(0).as_string::<i32>();
+        let kind = values.column(1).as_string::<i32>();
+        let s = values.column(2).as_string::<i32>();
+        let i = values.column(3).as_primitive::<Int64Type>();
+        let d = values.column(4).as_primitive::<Float64Type>();
+        let b = values.column(5).as_boolean();
+        let raw = values.column(6).as_binary::<i32>();
+        let mut out = Vec::new();
+        for at in range(list, row) {
+            let missing =
+                || format!("attribute {:?} of type {} has no value", key.value(at), kind.value(at));
+            let value = match kind.value(at) {
+                "string" => AnyValue::String(opt_str(s, at).ok_or_else(missing)?.to_owned()),
+                "int" => {
+                    AnyValue::Int(if i.is_null(at) { return Err(missing()) } else { i.value(at) })
+                }
+                "double" => AnyValue::Double(if d.is_null(at) {
+                    return Err(missing());
+                } else {
+                    d.value(at)
+                }),
+                "bool" => {
+                    AnyValue::Bool(if b.is_null(at) { return Err(missing()) } else { b.value(at) })
+                }
+                "bytes" => AnyValue::Bytes(opt_bytes(raw, at).ok_or_else(missing)?.to_vec()),
+                "array" | "kvlist" => {
+                    let bytes = opt_bytes(raw, at).ok_or_else(missing)?;
+                    codec::decode_value(bytes)
+                        .map_err(|e| format!("attribute {:?}: {e}", key.value(at)))?
+                }
+                "empty" => AnyValue::Empty,
+                other => return Err(format!("unknown attribute type {other:?}")),
+            };
+            out.push(KeyValue { key: key.value(at).to_owned(), value });
         }
-        self.offsets.push(offset(self.key.len()));
+        Ok(out)
     }
 
-    fn finish(mut self) -> ListArray {
-        let arrays: Vec<ArrayRef> = vec![
-            Arc::new(self.key.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.str.finish()),
-            Arc::new(self.int.finish()),
-            Arc::new(self.double.finish()),
-            Arc::new(self.boolean.finish()),
-            Arc::new(self.bytes.finish()),
-        ];
-        let values = StructArray::new(attribute_fields(), arrays, None);
-        list(values, self.offsets)
+    fn opt_str(array: &StringArray, at: usize) -> Option<&str> {
+        (!array.is_null(at)).then(|| array.value(at))
     }
-}
 
-fn encode_value(value: &AnyValue) -> Vec<u8> {
-    let mut out = Vec::new();
-    codec::encode_value(value, &mut out);
-    out
-}
-
-#[allow(clippy::cast_possible_truncation, reason = "blocks stay far below 2^31 nested values")]
-fn offset(len: usize) -> i32 {
-    len as i32
-}
-
-fn list(values: StructArray, offsets: Vec<i32>) -> ListArray {
-    let field = Arc::new(Field::new("item", values.data_type().clone(), false));
-    ListArray::new(field, OffsetBuffer::new(offsets.into()), Arc::new(values), None)
-}
-
-struct Events {
-    offsets: Vec<i32>,
-    count: usize,
-    time: UInt64Builder,
-    name: StringBuilder,
-    attributes: Attrs,
-    dropped: UInt32Builder,
-}
-
-struct Links {
-    offsets: Vec<i32>,
-    count: usize,
-    trace_id: FixedSizeBinaryBuilder,
-    span_id: FixedSizeBinaryBuilder,
-    trace_state: StringBuilder,
-    attributes: Attrs,
-    dropped: UInt32Builder,
-    flags: UInt32Builder,
-}
-
-fn kind_name(kind: SpanKind) -> &'static str {
-    kind.as_str()
+    fn opt_bytes(array: &BinaryArray, at: usize) -> Option<&[u8]> {
+        (!array.is_null(at)).then(|| array.value(at))
+    }
 }
 
 fn kind_from(name: &str) -> Option<SpanKind> {
@@ -348,36 +382,21 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
-    let mut name = StringBuilder::new();
-    let mut kind = StringBuilder::new();
+    let mut name = StringBuilder::with_capacity(n, n * 16);
+    let mut kind = StringBuilder::with_capacity(n, n * 8);
     let mut start = UInt64Builder::with_capacity(n);
     let mut end = UInt64Builder::with_capacity(n);
-    let mut status_code = StringBuilder::new();
-    let mut status_message = StringBuilder::new();
-    let mut trace_state = StringBuilder::new();
+    let mut status_code = StringBuilder::with_capacity(n, n * 5);
+    let mut status_message = StringBuilder::with_capacity(n, 0);
+    let mut trace_state = StringBuilder::with_capacity(n, 0);
     let mut flags = UInt32Builder::with_capacity(n);
-    let mut attributes = Attrs::new();
+    let mut attributes = StringBuilder::with_capacity(n, n * 256);
     let mut dropped_attributes = UInt32Builder::with_capacity(n);
-    let mut events = Events {
-        offsets: vec![0],
-        count: 0,
-        time: UInt64Builder::new(),
-        name: StringBuilder::new(),
-        attributes: Attrs::new(),
-        dropped: UInt32Builder::new(),
-    };
+    let mut events = StringBuilder::with_capacity(n, n * 2);
     let mut dropped_events = UInt32Builder::with_capacity(n);
-    let mut links = Links {
-        offsets: vec![0],
-        count: 0,
-        trace_id: FixedSizeBinaryBuilder::new(16),
-        span_id: FixedSizeBinaryBuilder::new(8),
-        trace_state: StringBuilder::new(),
-        attributes: Attrs::new(),
-        dropped: UInt32Builder::new(),
-        flags: UInt32Builder::new(),
-    };
+    let mut links = StringBuilder::with_capacity(n, n * 2);
     let mut dropped_links = UInt32Builder::with_capacity(n);
+    let mut text = String::with_capacity(1024);
 
     // Spans of one export request share their resource and scope: their columns are built
     // once per distinct one, then gathered per span (from a few hot rows rather than by
@@ -394,64 +413,34 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         resources.push(&span.resource);
         scopes.push(&span.scope);
         name.append_value(&span.name);
-        kind.append_value(kind_name(span.kind));
+        kind.append_value(span.kind.as_str());
         start.append_value(span.start_time_unix_nano);
         end.append_value(span.end_time_unix_nano);
         status_code.append_value(span.status.code.as_str());
         status_message.append_value(&span.status.message);
         trace_state.append_value(&span.trace_state);
         flags.append_value(span.flags);
-        attributes.push(&span.attributes);
+        text.clear();
+        json::write_attributes(&mut text, &span.attributes);
+        attributes.append_value(&text);
         dropped_attributes.append_value(span.dropped_attributes_count);
-        for event in &span.events {
-            events.time.append_value(event.time_unix_nano);
-            events.name.append_value(&event.name);
-            events.attributes.push(&event.attributes);
-            events.dropped.append_value(event.dropped_attributes_count);
-        }
-        events.count += span.events.len();
-        events.offsets.push(offset(events.count));
+        text.clear();
+        json::write_events(&mut text, &span.events);
+        events.append_value(&text);
         dropped_events.append_value(span.dropped_events_count);
-        for link in &span.links {
-            links.trace_id.append_value(link.trace_id.as_bytes())?;
-            links.span_id.append_value(link.span_id.as_bytes())?;
-            links.trace_state.append_value(&link.trace_state);
-            links.attributes.push(&link.attributes);
-            links.dropped.append_value(link.dropped_attributes_count);
-            links.flags.append_value(link.flags);
-        }
-        links.count += span.links.len();
-        links.offsets.push(offset(links.count));
+        text.clear();
+        json::write_links(&mut text, &span.links);
+        links.append_value(&text);
         dropped_links.append_value(span.dropped_links_count);
     }
 
-    let events_values = StructArray::new(
-        event_fields(),
-        vec![
-            Arc::new(events.time.finish()),
-            Arc::new(events.name.finish()),
-            Arc::new(events.attributes.finish()),
-            Arc::new(events.dropped.finish()),
-        ],
-        None,
-    );
-    let links_values = StructArray::new(
-        link_fields(),
-        vec![
-            Arc::new(links.trace_id.finish()),
-            Arc::new(links.span_id.finish()),
-            Arc::new(links.trace_state.finish()),
-            Arc::new(links.attributes.finish()),
-            Arc::new(links.dropped.finish()),
-            Arc::new(links.flags.finish()),
-        ],
-        None,
-    );
-    let (mut service, mut resource_attributes) = (StringBuilder::new(), Attrs::new());
+    let (mut service, mut resource_attributes) = (StringBuilder::new(), StringBuilder::new());
     let (mut resource_dropped, mut resource_schema) = (UInt32Builder::new(), StringBuilder::new());
     for r in &resources.values {
         service.append_value(r.service_name());
-        resource_attributes.push(&r.attributes);
+        text.clear();
+        json::write_attributes(&mut text, &r.attributes);
+        resource_attributes.append_value(&text);
         resource_dropped.append_value(r.dropped_attributes_count);
         resource_schema.append_value(&r.schema_url);
     }
@@ -465,12 +454,14 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         &resources.rows(),
     )?;
     let (mut scope_name, mut scope_version) = (StringBuilder::new(), StringBuilder::new());
-    let (mut scope_attributes, mut scope_dropped) = (Attrs::new(), UInt32Builder::new());
+    let (mut scope_attributes, mut scope_dropped) = (StringBuilder::new(), UInt32Builder::new());
     let mut scope_schema = StringBuilder::new();
     for sc in &scopes.values {
         scope_name.append_value(&sc.name);
         scope_version.append_value(&sc.version);
-        scope_attributes.push(&sc.attributes);
+        text.clear();
+        json::write_attributes(&mut text, &sc.attributes);
+        scope_attributes.append_value(&text);
         scope_dropped.append_value(sc.dropped_attributes_count);
         scope_schema.append_value(&sc.schema_url);
     }
@@ -501,9 +492,9 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         Arc::new(flags.finish()),
         Arc::new(attributes.finish()),
         Arc::new(dropped_attributes.finish()),
-        Arc::new(list(events_values, events.offsets)),
+        Arc::new(events.finish()),
         Arc::new(dropped_events.finish()),
-        Arc::new(list(links_values, links.offsets)),
+        Arc::new(links.finish()),
         Arc::new(dropped_links.finish()),
         resource_attributes,
         resource_dropped,
@@ -525,6 +516,13 @@ fn writer_properties() -> WriterProperties {
         // about 10% smaller (zstd finds the repeats a dictionary would).
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
         .set_dictionary_enabled(false)
+        .set_column_dictionary_enabled(ColumnPath::from("resource_attributes"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("scope_attributes"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("service_name"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("scope_name"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("scope_version"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("resource_schema_url"), true)
+        .set_column_dictionary_enabled(ColumnPath::from("scope_schema_url"), true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(1024)
         // Statistics where lookups and queries prune: per page on trace_id, per row group on
@@ -553,23 +551,30 @@ fn writer_properties() -> WriterProperties {
 /// Sorts `spans` for lookup (trace id, then start time, then span id) and encodes them as a
 /// Parquet file.
 pub fn encode(spans: &mut [Span]) -> Result<Bytes, BlockError> {
-    spans.sort_by(order);
-    let refs: Vec<&Span> = spans.iter().collect();
-    encode_sorted(&refs)
+    let mut refs: Vec<&Span> = spans.iter().collect();
+    encode_refs(&mut refs)
 }
 
 /// The same from borrowed spans (sorted here), so a caller holding them shared need not copy.
 pub fn encode_refs(spans: &mut [&Span]) -> Result<Bytes, BlockError> {
-    spans.sort_by(|a, b| order(a, b));
+    sort(spans);
     encode_sorted(spans)
 }
 
-fn order(a: &Span, b: &Span) -> std::cmp::Ordering {
-    (a.trace_id, a.start_time_unix_nano, a.span_id).cmp(&(
-        b.trace_id,
-        b.start_time_unix_nano,
-        b.span_id,
-    ))
+/// Sorts `spans` in block order on keys taken once per span (comparing integers rather than
+/// following two pointers and comparing bytes at every step).
+fn sort(spans: &mut [&Span]) {
+    let mut keyed: Vec<(u128, u64, u64, &Span)> = spans
+        .iter()
+        .map(|s| {
+            let (trace, span) = (s.trace_id.as_bytes(), s.span_id.as_bytes());
+            (u128::from_be_bytes(*trace), s.start_time_unix_nano, u64::from_be_bytes(*span), *s)
+        })
+        .collect();
+    keyed.sort_by_key(|&(trace, start, span, _)| (trace, start, span));
+    for (slot, (_, _, _, span)) in spans.iter_mut().zip(keyed) {
+        *slot = span;
+    }
 }
 
 fn encode_sorted(spans: &[&Span]) -> Result<Bytes, BlockError> {
@@ -647,6 +652,9 @@ pub async fn write(
 pub struct OpenBlock {
     path: String,
     size: u64,
+    /// The format version the file was written in: every batch read from a version-1 file
+    /// is upgraded to the version-2 layout, so readers see one layout.
+    version: u32,
     metadata: ArrowReaderMetadata,
     store: Arc<dyn ObjectStore>,
 }
@@ -673,19 +681,35 @@ impl OpenBlock {
             .and_then(|kvs| kvs.iter().find(|kv| kv.key == VERSION_KEY))
             .and_then(|kv| kv.value.clone())
             .ok_or_else(|| invalid(format!("no {VERSION_KEY} in the file metadata")))?;
-        if version != BLOCK_VERSION.to_string() {
+        let (version, expected) = match version.as_str() {
+            "1" => (1, v1::schema()),
+            "2" => (2, schema()),
+            other => {
+                return Err(invalid(format!(
+                    "block format version {other}; this build reads versions 1 to {BLOCK_VERSION}"
+                )));
+            }
+        };
+        if metadata.schema().fields() != expected.fields() {
             return Err(invalid(format!(
-                "block format version {version}; this build reads version {BLOCK_VERSION}"
+                "schema differs from the version-{version} span block schema"
             )));
         }
-        if metadata.schema().fields() != schema().fields() {
-            return Err(invalid("schema differs from the span block schema".to_owned()));
-        }
-        Ok(Self { path: path.to_owned(), size, metadata, store })
+        Ok(Self { path: path.to_owned(), size, version, metadata, store })
     }
 
     pub fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The format version the block was written in.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// `batch`, read from this block, in the current layout.
+    fn upgrade(&self, batch: RecordBatch) -> Result<RecordBatch, BlockError> {
+        upgrade(self.version, &self.path, batch)
     }
 
     pub fn rows(&self) -> u64 {
@@ -791,17 +815,19 @@ impl OpenBlock {
             .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
         let invalid = |message: String| BlockError::Invalid { path: self.path.clone(), message };
         let mut found = Vec::new();
-        for batch in &batches {
-            let ids = column(batch, "trace_id").map_err(invalid)?.as_fixed_size_binary();
-            let service = column(batch, "service_name").map_err(invalid)?.as_string::<i32>();
-            let name = column(batch, "name").map_err(invalid)?.as_string::<i32>();
-            let start = column(batch, "start_time_unix_nano")
+        for batch in batches {
+            let batch = self.upgrade(batch)?;
+            let ids = column(&batch, "trace_id").map_err(invalid)?.as_fixed_size_binary();
+            let service = column(&batch, "service_name").map_err(invalid)?.as_string::<i32>();
+            let name = column(&batch, "name").map_err(invalid)?.as_string::<i32>();
+            let start = column(&batch, "start_time_unix_nano")
                 .map_err(invalid)?
                 .as_primitive::<UInt64Type>();
             let end =
-                column(batch, "end_time_unix_nano").map_err(invalid)?.as_primitive::<UInt64Type>();
-            let attributes = batch.column_by_name("attributes").map(|c| c.as_list::<i32>());
-            let resource = batch.column_by_name("resource_attributes").map(|c| c.as_list::<i32>());
+                column(&batch, "end_time_unix_nano").map_err(invalid)?.as_primitive::<UInt64Type>();
+            let attributes = batch.column_by_name("attributes").map(|c| c.as_string::<i32>());
+            let resource =
+                batch.column_by_name("resource_attributes").map(|c| c.as_string::<i32>());
             for row in 0..batch.num_rows() {
                 let matched = query.matches_fields(
                     service.value(row),
@@ -809,11 +835,11 @@ impl OpenBlock {
                     start.value(row),
                     end.value(row),
                     || {
-                        let mut all =
-                            attributes.and_then(|a| attributes_at(a, row).ok()).unwrap_or_default();
-                        all.extend(
-                            resource.and_then(|a| attributes_at(a, row).ok()).unwrap_or_default(),
-                        );
+                        let decode = |column: Option<&StringArray>| {
+                            column.and_then(|c| json::attributes(c.value(row)).ok())
+                        };
+                        let mut all = decode(attributes).unwrap_or_default();
+                        all.extend(decode(resource).unwrap_or_default());
                         all
                     },
                 );
@@ -843,20 +869,28 @@ impl OpenBlock {
             .with_batch_size(batch_size.max(1))
             .build()
             .map_err(|source| BlockError::Parquet { path: path.clone(), source })?;
-        Ok(stream.map_err(move |source| BlockError::Parquet { path: path.clone(), source }).boxed())
+        let version = self.version;
+        Ok(stream
+            .map(move |batch| {
+                let batch =
+                    batch.map_err(|source| BlockError::Parquet { path: path.clone(), source })?;
+                upgrade(version, &path, batch)
+            })
+            .boxed())
     }
 
-    /// Every row of the block as Arrow record batches (for compaction).
+    /// Every row of the block as Arrow record batches in the current layout (for compaction).
     pub async fn batches(&self) -> Result<Vec<RecordBatch>, BlockError> {
         let stream = self
             .builder()
             .with_batch_size(ROW_GROUP_ROWS)
             .build()
             .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
-        stream
+        let batches: Vec<RecordBatch> = stream
             .try_collect()
             .await
-            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })
+            .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
+        batches.into_iter().map(|batch| self.upgrade(batch)).collect()
     }
 
     /// Every span in the block, in block order.
@@ -877,11 +911,22 @@ impl OpenBlock {
             .await
             .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
         let mut spans = Vec::new();
-        for batch in &batches {
-            from_batch(batch, &mut spans)
+        for batch in batches {
+            let batch = self.upgrade(batch)?;
+            from_batch(&batch, &mut spans)
                 .map_err(|message| BlockError::Invalid { path: self.path.clone(), message })?;
         }
         Ok(spans)
+    }
+}
+
+/// `batch`, read from a block of format `version` at `path`, in the current layout.
+fn upgrade(version: u32, path: &str, batch: RecordBatch) -> Result<RecordBatch, BlockError> {
+    if version == 1 {
+        v1::upgrade(&batch)
+            .map_err(|message| BlockError::Invalid { path: path.to_owned(), message })
+    } else {
+        Ok(batch)
     }
 }
 
@@ -929,54 +974,6 @@ impl AsyncFileReader for BlockReader {
     }
 }
 
-/// Reads attribute list entry `row` of `list`.
-/// The attributes of row `row` of an attribute-list column, decoded.
-pub fn attributes_at(list: &ListArray, row: usize) -> Result<Vec<KeyValue>, String> {
-    let offsets = list.value_offsets();
-    let (from, to) = (index(offsets[row]), index(offsets[row + 1]));
-    let values = list.values().as_struct();
-    let key = values.column(0).as_string::<i32>();
-    let kind = values.column(1).as_string::<i32>();
-    let s = values.column(2).as_string::<i32>();
-    let i = values.column(3).as_primitive::<Int64Type>();
-    let d = values.column(4).as_primitive::<Float64Type>();
-    let b = values.column(5).as_boolean();
-    let raw = values.column(6).as_binary::<i32>();
-    let mut out = Vec::with_capacity(to - from);
-    for at in from..to {
-        let missing =
-            || format!("attribute {:?} of type {} has no value", key.value(at), kind.value(at));
-        let value = match kind.value(at) {
-            "string" => AnyValue::String(opt_str(s, at).ok_or_else(missing)?.to_owned()),
-            "int" => AnyValue::Int(if i.is_null(at) { return Err(missing()) } else { i.value(at) }),
-            "double" => {
-                AnyValue::Double(if d.is_null(at) { return Err(missing()) } else { d.value(at) })
-            }
-            "bool" => {
-                AnyValue::Bool(if b.is_null(at) { return Err(missing()) } else { b.value(at) })
-            }
-            "bytes" => AnyValue::Bytes(opt_bytes(raw, at).ok_or_else(missing)?.to_vec()),
-            "array" | "kvlist" => {
-                let bytes = opt_bytes(raw, at).ok_or_else(missing)?;
-                codec::decode_value(bytes)
-                    .map_err(|e| format!("attribute {:?}: {e}", key.value(at)))?
-            }
-            "empty" => AnyValue::Empty,
-            other => return Err(format!("unknown attribute type {other:?}")),
-        };
-        out.push(KeyValue { key: key.value(at).to_owned(), value });
-    }
-    Ok(out)
-}
-
-fn opt_str(array: &StringArray, at: usize) -> Option<&str> {
-    (!array.is_null(at)).then(|| array.value(at))
-}
-
-fn opt_bytes(array: &BinaryArray, at: usize) -> Option<&[u8]> {
-    (!array.is_null(at)).then(|| array.value(at))
-}
-
 fn index(offset: i32) -> usize {
     usize::try_from(offset).unwrap_or(0)
 }
@@ -993,14 +990,13 @@ fn span_id_at(array: &FixedSizeBinaryArray, at: usize) -> Result<SpanId, String>
     SpanId::from_slice(array.value(at)).map_err(|e| format!("span id {e}"))
 }
 
-/// Decodes every row of `batch` onto `out`. Rows sharing a resource or scope share one `Arc`
-/// when they follow each other.
+/// Decodes every row of `batch` (in the current layout) onto `out`. Rows sharing a resource
+/// or scope share one `Arc` when they follow each other.
 fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
     let fsb = |name| column(batch, name).map(|c| c.as_fixed_size_binary());
     let text = |name| column(batch, name).map(|c| c.as_string::<i32>());
     let u64s = |name| column(batch, name).map(|c| c.as_primitive::<UInt64Type>());
     let u32s = |name| column(batch, name).map(|c| c.as_primitive::<UInt32Type>());
-    let lists = |name| column(batch, name).map(|c| c.as_list::<i32>());
     let (trace_id, span_id, parent) = (fsb("trace_id")?, fsb("span_id")?, fsb("parent_span_id")?);
     let (name, kind, status_code, status_message, trace_state) = (
         text("name")?,
@@ -1011,48 +1007,30 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
     );
     let (start, end, flags) =
         (u64s("start_time_unix_nano")?, u64s("end_time_unix_nano")?, u32s("flags")?);
-    let attributes = lists("attributes")?;
+    let (attributes, events, links) = (text("attributes")?, text("events")?, text("links")?);
     let (dropped_attributes, dropped_events, dropped_links) = (
         u32s("dropped_attributes_count")?,
         u32s("dropped_events_count")?,
         u32s("dropped_links_count")?,
     );
-    let events = lists("events")?;
-    let links = lists("links")?;
     let (resource_attributes, resource_dropped, resource_schema) = (
-        lists("resource_attributes")?,
+        text("resource_attributes")?,
         u32s("resource_dropped_attributes_count")?,
         text("resource_schema_url")?,
     );
     let (scope_name, scope_version, scope_attributes, scope_dropped, scope_schema) = (
         text("scope_name")?,
         text("scope_version")?,
-        lists("scope_attributes")?,
+        text("scope_attributes")?,
         u32s("scope_dropped_attributes_count")?,
         text("scope_schema_url")?,
-    );
-    let event_values = events.values().as_struct();
-    let (event_time, event_name, event_attributes, event_dropped) = (
-        event_values.column(0).as_primitive::<UInt64Type>(),
-        event_values.column(1).as_string::<i32>(),
-        event_values.column(2).as_list::<i32>(),
-        event_values.column(3).as_primitive::<UInt32Type>(),
-    );
-    let link_values = links.values().as_struct();
-    let (link_trace, link_span, link_state, link_attributes, link_dropped, link_flags) = (
-        link_values.column(0).as_fixed_size_binary(),
-        link_values.column(1).as_fixed_size_binary(),
-        link_values.column(2).as_string::<i32>(),
-        link_values.column(3).as_list::<i32>(),
-        link_values.column(4).as_primitive::<UInt32Type>(),
-        link_values.column(5).as_primitive::<UInt32Type>(),
     );
 
     let mut last_resource: Option<Arc<Resource>> = None;
     let mut last_scope: Option<Arc<Scope>> = None;
     for row in 0..batch.num_rows() {
         let resource = Resource {
-            attributes: attributes_at(resource_attributes, row)?,
+            attributes: json::attributes(resource_attributes.value(row))?,
             dropped_attributes_count: resource_dropped.value(row),
             schema_url: resource_schema.value(row).to_owned(),
         };
@@ -1064,7 +1042,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
         let scope = Scope {
             name: scope_name.value(row).to_owned(),
             version: scope_version.value(row).to_owned(),
-            attributes: attributes_at(scope_attributes, row)?,
+            attributes: json::attributes(scope_attributes.value(row))?,
             dropped_attributes_count: scope_dropped.value(row),
             schema_url: scope_schema.value(row).to_owned(),
         };
@@ -1073,28 +1051,6 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
             _ => Arc::new(scope),
         };
         last_scope = Some(Arc::clone(&scope));
-        let event_range = range(events, row);
-        let mut span_events = Vec::with_capacity(event_range.len());
-        for at in event_range {
-            span_events.push(Event {
-                time_unix_nano: event_time.value(at),
-                name: event_name.value(at).to_owned(),
-                attributes: attributes_at(event_attributes, at)?,
-                dropped_attributes_count: event_dropped.value(at),
-            });
-        }
-        let link_range = range(links, row);
-        let mut span_links = Vec::with_capacity(link_range.len());
-        for at in link_range {
-            span_links.push(Link {
-                trace_id: trace_id_at(link_trace, at)?,
-                span_id: span_id_at(link_span, at)?,
-                trace_state: link_state.value(at).to_owned(),
-                attributes: attributes_at(link_attributes, at)?,
-                dropped_attributes_count: link_dropped.value(at),
-                flags: link_flags.value(at),
-            });
-        }
         out.push(Span {
             trace_id: trace_id_at(trace_id, row)?,
             span_id: span_id_at(span_id, row)?,
@@ -1106,11 +1062,11 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
                 .ok_or_else(|| format!("unknown span kind {:?}", kind.value(row)))?,
             start_time_unix_nano: start.value(row),
             end_time_unix_nano: end.value(row),
-            attributes: attributes_at(attributes, row)?,
+            attributes: json::attributes(attributes.value(row))?,
             dropped_attributes_count: dropped_attributes.value(row),
-            events: span_events,
+            events: json::events(events.value(row))?,
             dropped_events_count: dropped_events.value(row),
-            links: span_links,
+            links: json::links(links.value(row))?,
             dropped_links_count: dropped_links.value(row),
             status: Status {
                 code: status_from(status_code.value(row))

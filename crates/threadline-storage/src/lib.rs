@@ -5,6 +5,7 @@
 pub mod block;
 pub mod codec;
 pub mod data_dir;
+pub mod json;
 pub mod objects;
 pub mod processes;
 pub mod search;

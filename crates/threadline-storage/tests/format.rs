@@ -1,9 +1,11 @@
-//! Format versioning: a data directory written by the first storage format (WAL segment,
+//! Format versioning: a data directory written by each storage format version (WAL segment,
 //! Parquet block, index with process rows and events) is committed under
-//! `tests/fixtures/format-v1`, and every later build must open it and read it all back.
+//! `tests/fixtures/format-vN`, and every later build must open each, read it all back, search
+//! it and compact its blocks together with blocks it writes itself.
 //!
 //! `THREADLINE_WRITE_FIXTURE=1 cargo nextest run -p threadline-storage --test format` writes
-//! the fixture again: only ever for a new format version, into a new directory.
+//! the fixture of the current version: only ever for a new format version, into a new
+//! directory.
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
@@ -13,12 +15,16 @@ use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_ingest::convert::convert_otlp;
 use threadline_storage::processes::{ProcessChanges, ProcessRecord, RecordState, StoredEvent};
+use threadline_storage::search::SpanQuery;
 use threadline_storage::store::{Store, StoreOptions};
 use threadline_testsuite::generate::{self, Shape, otlp_request};
 use threadline_testsuite::server::TempDir;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1")
+/// Block format versions with a committed fixture; the last is the one this build writes.
+const VERSIONS: [u32; 2] = [1, 2];
+
+fn fixture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-v{version}"))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -71,58 +77,91 @@ fn options() -> StoreOptions {
     StoreOptions { track_applied: true, ..StoreOptions::default() }
 }
 
-#[test]
-fn the_first_format_version_opens_and_reads_back() {
-    runtime().block_on(async {
-        if std::env::var_os("THREADLINE_WRITE_FIXTURE").is_some() {
-            let _ = std::fs::remove_dir_all(fixture());
-            let (store, _) = Store::open(&fixture(), options()).await.unwrap();
-            let seqs = store.append_numbered(&[&spans(1)]).unwrap();
-            store
-                .apply_processes(&ProcessChanges {
-                    records: vec![row()],
-                    events: vec![StoredEvent {
-                        seq: 0,
-                        kind: "completed".into(),
-                        process_id: trace(1, 0),
-                        process_type: "checkout".into(),
-                        at: 7,
-                        detail: "structural".into(),
-                    }],
-                    applied_seq: Some(seqs[0]),
-                    ..ProcessChanges::default()
-                })
-                .unwrap();
-            store.flush().await.unwrap();
-            // A batch only in the WAL, not yet applied.
-            store.append(&[&spans(2)]).unwrap();
-            drop(store);
-            std::fs::remove_file(fixture().join("LOCK")).unwrap();
-        }
+async fn write_fixture(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+    let (store, _) = Store::open(dir, options()).await.unwrap();
+    let seqs = store.append_numbered(&[&spans(1)]).unwrap();
+    store
+        .apply_processes(&ProcessChanges {
+            records: vec![row()],
+            events: vec![StoredEvent {
+                seq: 0,
+                kind: "completed".into(),
+                process_id: trace(1, 0),
+                process_type: "checkout".into(),
+                at: 7,
+                detail: "structural".into(),
+            }],
+            applied_seq: Some(seqs[0]),
+            ..ProcessChanges::default()
+        })
+        .unwrap();
+    store.flush().await.unwrap();
+    // A batch only in the WAL, not yet applied.
+    store.append(&[&spans(2)]).unwrap();
+    drop(store);
+    std::fs::remove_file(dir.join("LOCK")).unwrap();
+}
 
-        let dir = TempDir::new("format-v1").unwrap();
-        copy_dir(&fixture(), dir.path());
-        let (store, opened) = Store::open(dir.path(), options()).await.unwrap();
-        assert!(opened.wal_damage.is_empty() && opened.unreadable_blocks.is_empty(), "{opened:?}");
-        assert_eq!(opened.index_problem, None);
-        assert_eq!(opened.replayed.len(), 1);
-        assert_eq!(*opened.replayed[0].1, spans(2));
-        let stats = store.stats();
-        assert_eq!((stats.blocks, stats.block_spans, stats.head_spans), (1, 9, 9));
-        for seed in [1, 2] {
-            let expected: Vec<Span> = {
-                let mut s: Vec<Span> =
-                    spans(seed).into_iter().filter(|s| s.trace_id == trace(seed, 1)).collect();
-                s.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
-                s
-            };
-            assert_eq!(store.trace(trace(seed, 1)).await.unwrap(), expected, "seed {seed}");
+fn expected_trace(seed: u64) -> Vec<Span> {
+    let mut s: Vec<Span> =
+        spans(seed).into_iter().filter(|s| s.trace_id == trace(seed, 1)).collect();
+    s.sort_by_key(|s| (s.start_time_unix_nano, s.span_id));
+    s
+}
+
+#[test]
+fn every_format_version_opens_and_reads_back() {
+    runtime().block_on(async {
+        let current = *VERSIONS.last().unwrap();
+        assert_eq!(current, threadline_storage::block::BLOCK_VERSION);
+        if std::env::var_os("THREADLINE_WRITE_FIXTURE").is_some() {
+            write_fixture(&fixture(current)).await;
         }
-        assert_eq!(store.process(trace(1, 0)).unwrap(), Some(row()));
-        assert_eq!(store.process_of_trace(trace(2, 0)).unwrap(), Some(row()));
-        assert_eq!(store.processes_by_key("order.id", "o-1", 5).unwrap(), vec![row()]);
-        let events = store.events_after(0, 10).unwrap();
-        assert_eq!(events.len(), 1);
-        assert_eq!((events[0].seq, events[0].kind.as_str(), events[0].at), (1, "completed", 7));
+        for version in VERSIONS {
+            let dir = TempDir::new(&format!("format-v{version}")).unwrap();
+            copy_dir(&fixture(version), dir.path());
+            let (store, opened) = Store::open(dir.path(), options()).await.unwrap();
+            assert!(
+                opened.wal_damage.is_empty() && opened.unreadable_blocks.is_empty(),
+                "v{version}: {opened:?}"
+            );
+            assert_eq!(opened.index_problem, None);
+            assert_eq!(opened.replayed.len(), 1);
+            assert_eq!(*opened.replayed[0].1, spans(2));
+            let stats = store.stats();
+            assert_eq!((stats.blocks, stats.block_spans, stats.head_spans), (1, 9, 9));
+            for seed in [1, 2] {
+                assert_eq!(store.trace(trace(seed, 1)).await.unwrap(), expected_trace(seed));
+            }
+            assert_eq!(store.process(trace(1, 0)).unwrap(), Some(row()));
+            assert_eq!(store.process_of_trace(trace(2, 0)).unwrap(), Some(row()));
+            assert_eq!(store.processes_by_key("order.id", "o-1", 5).unwrap(), vec![row()]);
+            let events = store.events_after(0, 10).unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!((events[0].seq, events[0].kind.as_str(), events[0].at), (1, "completed", 7));
+
+            // The old block is searched by attribute, then compacted with blocks of this
+            // version into one block of this version, and every trace reads back the same.
+            store.flush().await.unwrap();
+            for seed in [3, 4] {
+                store.append(&[&spans(seed)]).unwrap();
+                store.flush().await.unwrap();
+            }
+            let query = |seed: u64| SpanQuery {
+                tags: vec![("order.id".into(), format!("order-{seed}-1"))],
+                start_to: u64::MAX,
+                limit: 10,
+                ..SpanQuery::default()
+            };
+            assert_eq!(store.search(&query(1)).await.unwrap(), vec![trace(1, 1)], "v{version}");
+            assert_eq!(store.stats().blocks, 4);
+            assert_eq!(store.compact().await.unwrap(), 4, "v{version}");
+            assert_eq!(store.stats().blocks, 1);
+            for seed in 1..=4 {
+                assert_eq!(store.trace(trace(seed, 1)).await.unwrap(), expected_trace(seed));
+                assert_eq!(store.search(&query(seed)).await.unwrap(), vec![trace(seed, 1)]);
+            }
+        }
     });
 }
