@@ -18,7 +18,8 @@ use crate::store::{Store, idx};
 
 /// Process id (16 bytes) → encoded [`ProcessRecord`].
 pub(crate) const PROCESSES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
-/// Trace id → process id.
+/// Trace id → process id, for every trace of a process but the one whose id it bears (a
+/// lookup by trace tries the row of that id first): one random-keyed insert fewer per process.
 pub(crate) const PROCESS_TRACES: TableDefinition<'_, &[u8], &[u8]> =
     TableDefinition::new("process_traces");
 /// Length-prefixed key, length-prefixed value, process id → nothing.
@@ -472,7 +473,7 @@ impl Tables<'_> {
             self.created += 1;
             return self.insert_entries(record);
         };
-        for t in record.traces.iter().filter(|t| !old.traces.contains(t)) {
+        for t in record.traces.iter().filter(|t| **t != id && !old.traces.contains(t)) {
             idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
         }
         for (k, v) in old.keys.iter().filter(|kv| !record.keys.contains(kv)) {
@@ -515,7 +516,7 @@ impl Tables<'_> {
     fn insert_entries(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
         let ctx = WRITE_CTX;
         let id = record.id;
-        for t in &record.traces {
+        for t in record.traces.iter().filter(|t| **t != id) {
             idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
         }
         for (k, v) in &record.keys {
@@ -534,6 +535,20 @@ impl Tables<'_> {
         }
         Ok(())
     }
+}
+
+/// The id of the process `trace_id` belongs to: the process named after it if there is one,
+/// else the one its entry points at.
+fn process_id_of(
+    rows: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    traces: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    trace_id: TraceId,
+    ctx: &'static str,
+) -> Result<Option<TraceId>, StoreError> {
+    if idx(rows.get(&trace_id.as_bytes()[..]), ctx)?.is_some() {
+        return Ok(Some(trace_id));
+    }
+    Ok(idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value())))
 }
 
 fn add_keys(record: &mut ProcessRecord, keys: Vec<(String, String)>) {
@@ -581,9 +596,11 @@ impl Store {
             for (from, into) in &changes.removed {
                 if let Some(old) = tables.remove_row(*from)? {
                     for t in &old.traces {
-                        // Entries still pointing at the folded row now lead to its new home.
-                        let points_here = idx(tables.traces.get(&t.as_bytes()[..]), ctx)?
-                            .is_some_and(|v| v.value() == &from.as_bytes()[..]);
+                        // Entries still pointing at the folded row now lead to its new home,
+                        // and so does the trace it was named after (which had no entry).
+                        let points_here = *t == *from
+                            || idx(tables.traces.get(&t.as_bytes()[..]), ctx)?
+                                .is_some_and(|v| v.value() == &from.as_bytes()[..]);
                         if points_here {
                             idx(
                                 tables.traces.insert(&t.as_bytes()[..], &into.as_bytes()[..]),
@@ -673,12 +690,8 @@ impl Store {
         let rows = idx(read.open_table(PROCESSES), ctx)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        for trace_id in trace_ids {
-            let Some(id) =
-                idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value()))
-            else {
-                continue;
-            };
+        for &trace_id in trace_ids {
+            let Some(id) = process_id_of(&rows, &traces, trace_id, ctx)? else { continue };
             if !seen.insert(id) {
                 continue;
             }
@@ -694,12 +707,8 @@ impl Store {
         let ctx = "reading the process table";
         let read = idx(self.index.begin_read(), ctx)?;
         let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
-        let Some(id) =
-            idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value()))
-        else {
-            return Ok(None);
-        };
         let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let Some(id) = process_id_of(&rows, &traces, trace_id, ctx)? else { return Ok(None) };
         idx(rows.get(&id.as_bytes()[..]), ctx)?
             .map(|v| decode_record(v.value()))
             .transpose()

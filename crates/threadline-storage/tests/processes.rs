@@ -137,10 +137,24 @@ fn rows_are_found_by_id_trace_and_key_and_follow_their_changes() {
         merged.spans = 9;
         assert_eq!(store.process(id(1)).unwrap().unwrap(), merged);
 
+        // A fold reported on its own (the process it went into not written in the same
+        // group): the trace the folded process was named after leads to its new home.
+        apply(&store, vec![record(3, "refund", 300)], vec![]);
+        assert_eq!(store.process_of_trace(id(3)).unwrap().unwrap().id, id(3));
+        apply(&store, vec![], vec![(id(3), id(1))]);
+        assert_eq!(store.process(id(3)).unwrap(), None);
+        assert_eq!(store.process_of_trace(id(3)).unwrap().unwrap().id, id(1));
+        let of_traces = store.processes_of_traces(&[id(3), id(9), id(2), id(5)]).unwrap();
+        assert_eq!(of_traces.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id(1)]);
+        assert_eq!(store.process_of_trace(id(5)).unwrap(), None);
+        merged.keys.insert(4, ("order.id".into(), "o-3".into()));
+        assert_eq!(store.process(id(1)).unwrap().unwrap(), merged);
+
         // Rows survive a restart.
         drop(store);
         let store = open(dir.path()).await;
         assert_eq!(store.process(id(1)).unwrap().unwrap(), merged);
+        assert_eq!(store.process_of_trace(id(3)).unwrap().unwrap().id, id(1));
     });
 }
 
