@@ -47,6 +47,17 @@ const META_FLUSHED_SEQ: &str = "flushed_seq";
 const META_NEXT_BLOCK: &str = "next_block_id";
 
 /// How the store behaves; every field has a documented default.
+/// A function a compaction calls between committing its merged block to the index and
+/// placing it in the block list: for tests that read in that moment.
+#[derive(Clone)]
+pub struct CompactionHook(pub Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for CompactionHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CompactionHook")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub wal: WalOptions,
@@ -71,6 +82,8 @@ pub struct StoreOptions {
     /// with [`crate::processes::ProcessChanges::applied_seq`]: the WAL is then kept until
     /// applied, and a restart hands back every record not yet applied.
     pub track_applied: bool,
+    /// Called by each compaction after its index commit (tests).
+    pub after_compaction_commit: Option<CompactionHook>,
 }
 
 impl Default for StoreOptions {
@@ -85,6 +98,7 @@ impl Default for StoreOptions {
             max_block_bytes: None,
             compact_below_bytes: 16 << 20,
             track_applied: false,
+            after_compaction_commit: None,
         }
     }
 }
@@ -177,6 +191,9 @@ pub struct Store {
     pub(crate) index: Database,
     objects: Arc<dyn ObjectStore>,
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
+    /// A merged block between its index commit and its place in `blocks`: the index already
+    /// names it for its traces, so lookups take it from here in that moment.
+    staged: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     services: RwLock<BTreeSet<String>>,
     counters: Mutex<Counters>,
     /// One flush at a time.
@@ -379,6 +396,7 @@ impl Store {
             index,
             objects,
             blocks: RwLock::new(blocks),
+            staged: RwLock::new(HashMap::new()),
             services: RwLock::new(service_set),
             counters: Mutex::new(counters),
             flushing: tokio::sync::Mutex::new(()),
@@ -661,12 +679,16 @@ impl Store {
             }
         }
         // A compaction may swap blocks between reading the index and the block list: read
-        // again then, and the index names the merged block.
+        // again then, and the index names the merged block. In the moment between its index
+        // commit and the swap, the merged block is found among the staged ones.
         let mut entries: Vec<Arc<BlockEntry>> = Vec::new();
         for _ in 0..3 {
             let block_ids = self.blocks_of_trace(trace_id)?;
-            let blocks = self.blocks.read();
-            entries = block_ids.iter().filter_map(|id| blocks.get(id).cloned()).collect();
+            let (blocks, staged) = (self.blocks.read(), self.staged.read());
+            entries = block_ids
+                .iter()
+                .filter_map(|id| blocks.get(id).or_else(|| staged.get(id)).cloned())
+                .collect();
             if entries.len() == block_ids.len() {
                 break;
             }
@@ -795,6 +817,8 @@ impl Store {
         let spans: u64 = run.iter().map(|(_, b)| b.spans).sum();
         let min_start = run.iter().map(|(_, b)| b.min_start).min().unwrap_or(0);
         let max_start = run.iter().map(|(_, b)| b.max_start).max().unwrap_or(0);
+        let entry = Arc::new(BlockEntry { block, spans, bytes: size, min_start, max_start });
+        self.staged.write().insert(id, Arc::clone(&entry));
         let ctx = "indexing a compacted block";
         let written = (|| {
             let mut tx = idx(self.index.begin_write(), ctx)?;
@@ -817,19 +841,21 @@ impl Store {
             idx(tx.commit(), ctx)
         })();
         if let Err(e) = written {
+            self.staged.write().remove(&id);
             let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
             return Err(e);
         }
+        if let Some(hook) = &self.options.after_compaction_commit {
+            (hook.0)();
+        }
         {
             let mut blocks = self.blocks.write();
-            blocks.insert(
-                id,
-                Arc::new(BlockEntry { block, spans, bytes: size, min_start, max_start }),
-            );
+            blocks.insert(id, entry);
             for (old, _) in &run {
                 blocks.remove(old);
             }
         }
+        self.staged.write().remove(&id);
         let old_bytes: u64 = run.iter().map(|(_, b)| b.bytes).sum();
         {
             let mut counters = self.counters.lock();

@@ -77,6 +77,30 @@ fn a_trace_is_found_in_a_block_of_many_row_groups() {
 }
 
 #[test]
+fn every_trace_of_a_block_of_many_batches_reads_back() {
+    // Batches as clients send them (each with its own resources), many row groups and
+    // pages: every trace is found whole wherever it falls.
+    runtime().block_on(async {
+        let spans: Vec<Span> = (1..=160u64)
+            .flat_map(|seed| {
+                convert_otlp(otlp_request(Shape { traces: 40, services: 4, seed })).spans
+            })
+            .collect();
+        assert!(spans.len() > ROW_GROUP_ROWS * 3);
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let block = write_and_open(&store, "b/batches.parquet", &mut spans.clone()).await;
+        let mut by_trace: std::collections::BTreeMap<TraceId, Vec<Span>> = Default::default();
+        for span in &spans {
+            by_trace.entry(span.trace_id).or_default().push(span.clone());
+        }
+        // Every third trace: each position in pages and row groups comes up.
+        for (id, expected) in by_trace.into_iter().step_by(3) {
+            assert_eq!(block.trace(id).await.unwrap(), sorted(expected), "trace {id}");
+        }
+    });
+}
+
+#[test]
 fn a_damaged_block_is_refused_with_its_name() {
     runtime().block_on(async {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());

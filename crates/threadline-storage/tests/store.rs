@@ -10,7 +10,7 @@ use std::time::Duration;
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_ingest::convert::convert_otlp;
-use threadline_storage::store::{Opened, Store, StoreOptions};
+use threadline_storage::store::{CompactionHook, Opened, Store, StoreOptions};
 use threadline_storage::wal::{FsyncPolicy, WalOptions};
 use threadline_testsuite::generate::{self, Shape, otlp_request};
 use threadline_testsuite::server::TempDir;
@@ -478,5 +478,45 @@ fn blocks_written_while_a_compaction_runs_keep_their_own_ids_and_spans() {
             let id = trace_of(seed, 21);
             assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
         }
+    });
+}
+
+#[test]
+fn a_merged_block_is_read_in_the_moment_between_its_index_commit_and_the_block_list() {
+    // The compaction stops right after its index commit (which names the merged block and no
+    // longer the small ones) until every trace has been read in that moment.
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = TempDir::new("store-compact-moment").unwrap();
+        let (at_hook, reached) = std::sync::mpsc::sync_channel::<()>(1);
+        let (go_on, wait) = std::sync::mpsc::sync_channel::<()>(1);
+        let wait = std::sync::Mutex::new(wait);
+        let hook = CompactionHook(std::sync::Arc::new(move || {
+            let _ = at_hook.send(());
+            let _ = wait.lock().unwrap().recv();
+        }));
+        let options = StoreOptions { after_compaction_commit: Some(hook), ..options() };
+        let (store, _) = Store::open(dir.path(), options).await.unwrap();
+        let batches: Vec<Vec<Span>> = (1..=4).map(|seed| batch(seed, 10)).collect();
+        for b in &batches {
+            store.append(&[b.as_slice()]).unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = std::sync::Arc::new(store);
+        let compaction = tokio::spawn({
+            let store = std::sync::Arc::clone(&store);
+            async move { store.compact().await.unwrap() }
+        });
+        tokio::task::spawn_blocking(move || reached.recv().unwrap()).await.unwrap();
+        for seed in 1..=4 {
+            for n in 0..10 {
+                let id = trace_of(seed, n);
+                assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "{seed}/{n}");
+            }
+        }
+        go_on.send(()).unwrap();
+        assert_eq!(compaction.await.unwrap(), 4);
+        assert_eq!(store.stats().read_errors, 0);
     });
 }

@@ -32,8 +32,11 @@ fn start(home: &Path) -> TestServer {
         env!("CARGO_BIN_EXE_threadline").as_ref(),
         Options {
             // Small and frequent blocks, so kills land before, during and after block writes.
+            // The generated spans start in 2023: retention must not take them.
             config: Some(
-                "version = 1\n[storage]\nflush_spans = 2000\nflush_interval_secs = 1\n".into(),
+                "version = 1\n[storage]\nflush_spans = 2000\nflush_interval_secs = 1\n\
+                 retention_hours = 1000000\n"
+                    .into(),
             ),
             home: Some(home.to_owned()),
             ..Options::default()
@@ -48,10 +51,21 @@ async fn check_acknowledged(server: &TestServer, acked: &[u64]) {
     for &seed in acked {
         for t in [0, TRACES - 1] {
             let trace_id = hex::encode(generate::trace_id(seed, t));
-            let trace: TraceResponse = server
-                .api_json(&format!("/api/v1/traces/{trace_id}"))
-                .await
-                .unwrap_or_else(|e| panic!("acknowledged batch {seed}, trace {t}: {e:#}"));
+            let trace: TraceResponse =
+                server.api_json(&format!("/api/v1/traces/{trace_id}")).await.unwrap_or_else(|e| {
+                    // What the server said about its storage explains a loss.
+                    let said: Vec<String> = server
+                        .log_lines()
+                        .into_iter()
+                        .filter(|l| {
+                            l.contains("WARN") || l.contains("ERROR") || l.contains("storage")
+                        })
+                        .collect();
+                    panic!(
+                        "acknowledged batch {seed}, trace {t}: {e:#}\nserver log:\n{}",
+                        said.join("\n")
+                    )
+                });
             assert_eq!(trace.spans.len(), SERVICES, "batch {seed} trace {t}");
         }
     }
@@ -98,11 +112,12 @@ async fn every_acknowledged_span_survives_repeated_sigkill() {
                             .await;
                         match response {
                             Ok(r) if r.status() == 200 => acked.lock().unwrap().push(seed),
-                            Ok(r) => assert!(
-                                r.status() == 429 || r.status() == 503,
-                                "unexpected status {}",
-                                r.status()
-                            ),
+                            Ok(r) if r.status() == 429 || r.status() == 503 => {}
+                            Ok(r) => {
+                                let status = r.status();
+                                let body = r.text().await.unwrap_or_default();
+                                panic!("unexpected status {status}: {body}");
+                            }
                             // The server is gone: this client's round is over.
                             Err(_) => return,
                         }
