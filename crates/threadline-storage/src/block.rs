@@ -196,13 +196,22 @@ mod v1 {
             let mut out = StringBuilder::new();
             let mut text = String::new();
             for row in 0..list.len() {
-                text.clear();
                 match name {
-                    "events" => json::write_events(&mut text, &events_at(list, row)?),
-                    "links" => json::write_links(&mut text, &links_at(list, row)?),
-                    _ => json::write_attributes(&mut text, &attributes_at(list, row)?),
+                    "events" => {
+                        let events = events_at(list, row)?;
+                        append_json(&mut out, &mut text, |t| json::write_events(t, &events));
+                    }
+                    "links" => {
+                        let links = links_at(list, row)?;
+                        append_json(&mut out, &mut text, |t| json::write_links(t, &links));
+                    }
+                    _ => {
+                        let attributes = attributes_at(list, row)?;
+                        append_json(&mut out, &mut text, |t| {
+                            json::write_attributes(t, &attributes);
+                        });
+                    }
                 }
-                out.append_value(&text);
             }
             fields.push(Arc::new(Field::new(name, DataType::Utf8, false)));
             arrays.push(Arc::new(out.finish()) as ArrayRef);
@@ -376,6 +385,13 @@ pub fn record_batch(spans: &[&Span]) -> Result<RecordBatch, BlockError> {
     to_batch(spans).map_err(|source| BlockError::Arrow { path: "(head)".to_owned(), source })
 }
 
+/// Appends the JSON `write` makes as the next value of `builder`, through the reused `text`.
+fn append_json(builder: &mut StringBuilder, text: &mut String, write: impl FnOnce(&mut String)) {
+    text.clear();
+    write(text);
+    builder.append_value(text.as_str());
+}
+
 /// Builds the record batch of `spans` (in the order given).
 fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = spans.len();
@@ -420,17 +436,11 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         status_message.append_value(&span.status.message);
         trace_state.append_value(&span.trace_state);
         flags.append_value(span.flags);
-        text.clear();
-        json::write_attributes(&mut text, &span.attributes);
-        attributes.append_value(&text);
+        append_json(&mut attributes, &mut text, |t| json::write_attributes(t, &span.attributes));
         dropped_attributes.append_value(span.dropped_attributes_count);
-        text.clear();
-        json::write_events(&mut text, &span.events);
-        events.append_value(&text);
+        append_json(&mut events, &mut text, |t| json::write_events(t, &span.events));
         dropped_events.append_value(span.dropped_events_count);
-        text.clear();
-        json::write_links(&mut text, &span.links);
-        links.append_value(&text);
+        append_json(&mut links, &mut text, |t| json::write_links(t, &span.links));
         dropped_links.append_value(span.dropped_links_count);
     }
 
@@ -438,9 +448,9 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let (mut resource_dropped, mut resource_schema) = (UInt32Builder::new(), StringBuilder::new());
     for r in &resources.values {
         service.append_value(r.service_name());
-        text.clear();
-        json::write_attributes(&mut text, &r.attributes);
-        resource_attributes.append_value(&text);
+        append_json(&mut resource_attributes, &mut text, |t| {
+            json::write_attributes(t, &r.attributes);
+        });
         resource_dropped.append_value(r.dropped_attributes_count);
         resource_schema.append_value(&r.schema_url);
     }
@@ -459,9 +469,9 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
     for sc in &scopes.values {
         scope_name.append_value(&sc.name);
         scope_version.append_value(&sc.version);
-        text.clear();
-        json::write_attributes(&mut text, &sc.attributes);
-        scope_attributes.append_value(&text);
+        append_json(&mut scope_attributes, &mut text, |t| {
+            json::write_attributes(t, &sc.attributes);
+        });
         scope_dropped.append_value(sc.dropped_attributes_count);
         scope_schema.append_value(&sc.schema_url);
     }

@@ -27,18 +27,30 @@ use threadline_core::id::{SpanId, TraceId};
 use threadline_core::span::{Event, Link};
 use threadline_core::value::{AnyValue, KeyValue};
 
-/// Writes `attributes` as a JSON object onto `out`.
-pub fn write_attributes(out: &mut String, attributes: &[KeyValue]) {
-    out.push('{');
-    for (i, kv) in attributes.iter().enumerate() {
+/// Writes `items` between `open` and `close`, separated by commas, each by `write`.
+fn write_list<T>(
+    out: &mut String,
+    (open, close): (char, char),
+    items: &[T],
+    mut write: impl FnMut(&mut String, &T),
+) {
+    out.push(open);
+    for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
+        write(out, item);
+    }
+    out.push(close);
+}
+
+/// Writes `attributes` as a JSON object onto `out`.
+pub fn write_attributes(out: &mut String, attributes: &[KeyValue]) {
+    write_list(out, ('{', '}'), attributes, |out, kv| {
         write_string(out, &kv.key);
         out.push(':');
         write_value(out, &kv.value);
-    }
-    out.push('}');
+    });
 }
 
 fn write_value(out: &mut String, value: &AnyValue) {
@@ -68,16 +80,7 @@ fn write_value(out: &mut String, value: &AnyValue) {
             base64::engine::general_purpose::STANDARD.encode_string(b, out);
             out.push_str("\"}");
         }
-        AnyValue::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
+        AnyValue::Array(items) => write_list(out, ('[', ']'), items, write_value),
         AnyValue::KvList(kvs) => {
             out.push_str("{\"kvlistValue\":");
             write_attributes(out, kvs);
@@ -129,27 +132,18 @@ fn write_string(out: &mut String, s: &str) {
 
 /// Writes `events` as a JSON array onto `out`.
 pub fn write_events(out: &mut String, events: &[Event]) {
-    out.push('[');
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    write_list(out, ('[', ']'), events, |out, event| {
         let _ = write!(out, "{{\"time_unix_nano\":{},\"name\":", event.time_unix_nano);
         write_string(out, &event.name);
         out.push_str(",\"attributes\":");
         write_attributes(out, &event.attributes);
         let _ = write!(out, ",\"dropped_attributes_count\":{}}}", event.dropped_attributes_count);
-    }
-    out.push(']');
+    });
 }
 
 /// Writes `links` as a JSON array onto `out`.
 pub fn write_links(out: &mut String, links: &[Link]) {
-    out.push('[');
-    for (i, link) in links.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    write_list(out, ('[', ']'), links, |out, link| {
         let _ = write!(
             out,
             "{{\"trace_id\":\"{}\",\"span_id\":\"{}\",\"trace_state\":",
@@ -164,8 +158,7 @@ pub fn write_links(out: &mut String, links: &[Link]) {
             ",\"dropped_attributes_count\":{},\"flags\":{}}}",
             link.dropped_attributes_count, link.flags
         );
-    }
-    out.push(']');
+    });
 }
 
 /// Reads an attribute list written by [`write_attributes`].

@@ -537,18 +537,24 @@ impl Tables<'_> {
     }
 }
 
-/// The id of the process `trace_id` belongs to: the process named after it if there is one,
-/// else the one its entry points at.
-fn process_id_of(
+/// The stored row of the process `trace_id` belongs to: the process named after it if there
+/// is one, else the one its entry points at.
+fn row_of_trace(
     rows: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     traces: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     trace_id: TraceId,
     ctx: &'static str,
-) -> Result<Option<TraceId>, StoreError> {
-    if idx(rows.get(&trace_id.as_bytes()[..]), ctx)?.is_some() {
-        return Ok(Some(trace_id));
-    }
-    Ok(idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value())))
+) -> Result<Option<ProcessRecord>, StoreError> {
+    let row = match idx(rows.get(&trace_id.as_bytes()[..]), ctx)? {
+        Some(row) => Some(row),
+        None => {
+            match idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value())) {
+                Some(id) => idx(rows.get(&id.as_bytes()[..]), ctx)?,
+                None => None,
+            }
+        }
+    };
+    row.map(|v| decode_record(v.value())).transpose().map_err(|e| corrupt("a process row", &e))
 }
 
 fn add_keys(record: &mut ProcessRecord, keys: Vec<(String, String)>) {
@@ -691,12 +697,10 @@ impl Store {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for &trace_id in trace_ids {
-            let Some(id) = process_id_of(&rows, &traces, trace_id, ctx)? else { continue };
-            if !seen.insert(id) {
-                continue;
-            }
-            if let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? {
-                out.push(decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?);
+            if let Some(row) = row_of_trace(&rows, &traces, trace_id, ctx)?
+                && seen.insert(row.id)
+            {
+                out.push(row);
             }
         }
         Ok(out)
@@ -708,11 +712,7 @@ impl Store {
         let read = idx(self.index.begin_read(), ctx)?;
         let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
         let rows = idx(read.open_table(PROCESSES), ctx)?;
-        let Some(id) = process_id_of(&rows, &traces, trace_id, ctx)? else { return Ok(None) };
-        idx(rows.get(&id.as_bytes()[..]), ctx)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))
+        row_of_trace(&rows, &traces, trace_id, ctx)
     }
 
     /// Processes with a business key of this value, at most `limit`.

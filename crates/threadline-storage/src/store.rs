@@ -46,7 +46,6 @@ const META_VERSION: &str = "format_version";
 const META_FLUSHED_SEQ: &str = "flushed_seq";
 const META_NEXT_BLOCK: &str = "next_block_id";
 
-/// How the store behaves; every field has a documented default.
 /// A function a compaction calls between committing its merged block to the index and
 /// placing it in the block list: for tests that read in that moment.
 #[derive(Clone)]
@@ -58,6 +57,7 @@ impl std::fmt::Debug for CompactionHook {
     }
 }
 
+/// How the store behaves; every field has a documented default.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub wal: WalOptions,
