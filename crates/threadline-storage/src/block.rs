@@ -712,11 +712,6 @@ impl OpenBlock {
         &self.path
     }
 
-    /// The format version the block was written in.
-    pub fn version(&self) -> u32 {
-        self.version
-    }
-
     /// `batch`, read from this block, in the current layout.
     fn upgrade(&self, batch: RecordBatch) -> Result<RecordBatch, BlockError> {
         upgrade(self.version, &self.path, batch)
