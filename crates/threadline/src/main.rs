@@ -4,6 +4,7 @@
 //!
 //! Settings precedence: flag > environment variable > config file > default.
 
+mod alloc;
 mod client;
 mod demo;
 mod load;
@@ -17,11 +18,6 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use threadline_config::spec::{Recognize, SpecFile};
 use threadline_config::{Config, LogFormat};
-
-/// Decoding allocates every string of every span; mimalloc takes about a quarter off the cost
-/// of the ingest path (docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(name = "threadline", version, about = "Follow every distributed process, live")]
@@ -152,6 +148,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     let cli = Cli::parse();
     match cli.command {
         Command::Check { spec_file } => check(&spec_file),

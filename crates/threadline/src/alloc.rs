@@ -1,0 +1,87 @@
+//! The global allocator, and how long it keeps freed memory before giving it back.
+//!
+//! Decoding allocates every string of every span, and the spans live until their block is
+//! written, when they are freed all at once. mimalloc takes about a quarter off the cost of the
+//! ingest path (docs/benchmarks.md). By default it returns freed pages to the system after
+//! 10 ms, so the next requests' spans fault the same pages in afresh, zeroed by the kernel: a
+//! sixth of the server's CPU under load was that kernel work. Kept for a few seconds (longer
+//! than a block takes to fill), freed pages are reused instead; memory still goes back to the
+//! system once the load stops.
+
+use libmimalloc_sys::{mi_option_set, mi_option_t};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay` (milliseconds before freed memory goes back to the
+/// system), which libmimalloc-sys does not name. `tests::purge_delay_is_the_option_of_its_
+/// environment_variable` checks the number.
+const PURGE_DELAY: mi_option_t = 15;
+/// The environment variable mimalloc reads the same option from; when set, it wins.
+const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
+/// Measured: 5 s gave 7% more spans per CPU-second than mimalloc's 10 ms (docs/benchmarks.md).
+const PURGE_DELAY_MS: std::ffi::c_long = 5_000;
+
+/// Sets the allocator's options; call first thing in `main`, before any thread starts.
+pub fn tune() {
+    if std::env::var_os(PURGE_DELAY_ENV).is_none() {
+        // SAFETY: mi_option_set only stores the value; it is called before any other thread
+        // exists (mimalloc documents it as not thread-safe).
+        #[allow(unsafe_code, reason = "the one allocator option mimalloc only takes through FFI")]
+        unsafe {
+            mi_option_set(PURGE_DELAY, PURGE_DELAY_MS);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libmimalloc_sys::mi_option_get;
+
+    /// The allocator's purge delay now, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: mi_option_get only reads the option.
+        #[allow(
+            unsafe_code,
+            reason = "reading an allocator option mimalloc only gives through FFI"
+        )]
+        unsafe {
+            mi_option_get(PURGE_DELAY)
+        }
+    }
+
+    /// In a child process started with the environment variable, option number `PURGE_DELAY`
+    /// holds the value given: the number names the option meant.
+    #[test]
+    fn purge_delay_is_the_option_of_its_environment_variable() {
+        const CHILD: &str = "THREADLINE_ALLOC_TEST_CHILD";
+        if std::env::var_os(CHILD).is_some() {
+            println!("purge_delay={}", purge_delay_ms());
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "alloc::tests::purge_delay_is_the_option_of_its_environment_variable",
+            ])
+            .args(["--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env(PURGE_DELAY_ENV, "1234")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "child failed: {stdout}");
+        assert!(stdout.contains("purge_delay=1234"), "child said: {stdout}");
+    }
+
+    #[test]
+    fn tune_sets_the_purge_delay_unless_the_environment_does() {
+        tune();
+        let expected = std::env::var(PURGE_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(PURGE_DELAY_MS);
+        assert_eq!(purge_delay_ms(), expected);
+    }
+}
