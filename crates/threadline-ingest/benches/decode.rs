@@ -61,6 +61,10 @@ fn main() {
         ),
         (
             "OTLP protobuf: decode + validate + hand-off",
+            Box::new(|| hand_off(body::decode_spans(&protobuf, Encoding::Protobuf).expect("ok"))),
+        ),
+        (
+            "OTLP protobuf via prost types (before)",
             Box::new(|| {
                 hand_off(convert_otlp(
                     body::decode_otlp(&protobuf, Encoding::Protobuf).expect("decodes"),

@@ -7,7 +7,9 @@ use prost::Message;
 use threadline_proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
 use threadline_proto::{otlp_json, zipkin};
 
+use crate::convert::{self, Decoded};
 use crate::error::IngestError;
+use crate::wire;
 
 /// The two encodings of OTLP/HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,18 @@ pub fn gunzip_capped(data: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> 
 }
 
 /// Decodes an OTLP export request in either encoding.
+/// The spans of an OTLP export request in `encoding`: protobuf is read straight into spans
+/// ([`wire`]), JSON through its message types ([`convert`]).
+pub fn decode_spans(data: &[u8], encoding: Encoding) -> Result<Decoded, IngestError> {
+    match encoding {
+        Encoding::Protobuf => wire::decode_request(data).map_err(|e| {
+            IngestError::Malformed(format!("request body is not valid OTLP protobuf: {e}"))
+        }),
+        Encoding::Json => decode_otlp(data, encoding).map(convert::convert_otlp),
+    }
+}
+
+/// The message types of an OTLP export request in `encoding`.
 pub fn decode_otlp(
     data: &[u8],
     encoding: Encoding,

@@ -80,9 +80,9 @@ pub fn convert_otlp(request: ExportTraceServiceRequest) -> Decoded {
             for (i, span) in scope_spans.spans.into_iter().enumerate() {
                 match convert_span(span, &resource, &scope) {
                     Ok(span) => decoded.spans.push(span),
-                    Err((id, e)) => decoded.rejections.add(|| {
-                        format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{i}]{id}: {e}")
-                    }),
+                    Err((label, e)) => {
+                        decoded.rejections.add(|| rejection([ri, si, i], &label, &e));
+                    }
                 }
             }
         }
@@ -90,37 +90,147 @@ pub fn convert_otlp(request: ExportTraceServiceRequest) -> Decoded {
     decoded
 }
 
+/// Why the span at `[resource, scope, span]` positions of a request was rejected.
+pub(crate) fn rejection(at: [usize; 3], label: &str, e: &SpanError) -> String {
+    let [ri, si, i] = at;
+    format!("resourceSpans[{ri}].scopeSpans[{si}].spans[{i}]{label}: {e}")
+}
+
 /// A span, or the reason it is invalid with a printable span id for the message.
 fn convert_span(
-    mut span: pb::Span,
+    span: pb::Span,
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
 ) -> Result<Span, (String, SpanError)> {
-    let raw_id = std::mem::take(&mut span.span_id);
-    build_span(span, &raw_id, resource, scope).map_err(|e| {
+    let pb::Span {
+        trace_id,
+        span_id,
+        trace_state,
+        parent_span_id,
+        flags,
+        name,
+        kind,
+        start_time_unix_nano,
+        end_time_unix_nano,
+        attributes,
+        dropped_attributes_count,
+        events,
+        dropped_events_count,
+        mut links,
+        dropped_links_count,
+        status,
+    } = span;
+    let parts = SpanParts {
+        trace_id: &trace_id,
+        parent_span_id: &parent_span_id,
+        trace_state,
+        flags,
+        name,
+        kind,
+        start_time_unix_nano,
+        end_time_unix_nano,
+        attributes: key_values(attributes),
+        dropped_attributes_count,
+        events: events
+            .into_iter()
+            .map(|e| Event {
+                time_unix_nano: e.time_unix_nano,
+                name: e.name,
+                attributes: key_values(e.attributes),
+                dropped_attributes_count: e.dropped_attributes_count,
+            })
+            .collect(),
+        dropped_events_count,
+        links: links
+            .iter_mut()
+            .map(|link| {
+                let pb::span::Link {
+                    trace_id,
+                    span_id,
+                    trace_state,
+                    attributes,
+                    dropped_attributes_count,
+                    flags,
+                } = link;
+                LinkParts {
+                    trace_id,
+                    span_id,
+                    trace_state: std::mem::take(trace_state),
+                    attributes: key_values(std::mem::take(attributes)),
+                    dropped_attributes_count: *dropped_attributes_count,
+                    flags: *flags,
+                }
+            })
+            .collect(),
+        dropped_links_count,
+        status: status.map(|s| (s.code, s.message)),
+    };
+    validate(parts, &span_id, resource, scope)
+}
+
+/// A span as it came off the wire, before its ids, times and enums are checked; its span id
+/// is passed apart, to label it when it is rejected.
+pub(crate) struct SpanParts<'a> {
+    pub trace_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub trace_state: String,
+    pub flags: u32,
+    pub name: String,
+    pub kind: i32,
+    pub start_time_unix_nano: u64,
+    pub end_time_unix_nano: u64,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub events: Vec<Event>,
+    pub dropped_events_count: u32,
+    pub links: Vec<LinkParts<'a>>,
+    pub dropped_links_count: u32,
+    /// Code and message, when the span has a status.
+    pub status: Option<(i32, String)>,
+}
+
+/// A link as it came off the wire.
+pub(crate) struct LinkParts<'a> {
+    pub trace_id: &'a [u8],
+    pub span_id: &'a [u8],
+    pub trace_state: String,
+    pub attributes: Vec<KeyValue>,
+    pub dropped_attributes_count: u32,
+    pub flags: u32,
+}
+
+/// The span `parts` describe once checked, or why it is invalid, with a label naming it by
+/// `raw_id` (its span id as sent) for the rejection message. Every wire format that carries
+/// OTLP's fields goes through here, so they accept and reject alike.
+pub(crate) fn validate(
+    parts: SpanParts<'_>,
+    raw_id: &[u8],
+    resource: &Arc<Resource>,
+    scope: &Arc<Scope>,
+) -> Result<Span, (String, SpanError)> {
+    build_span(parts, raw_id, resource, scope).map_err(|e| {
         // The label is only made for a span being rejected.
         let label =
-            if raw_id.is_empty() { String::new() } else { format!(" (span_id {})", hex(&raw_id)) };
+            if raw_id.is_empty() { String::new() } else { format!(" (span_id {})", hex(raw_id)) };
         (label, e)
     })
 }
 
-/// `span` without its span id, which is `raw_id`.
 fn build_span(
-    span: pb::Span,
+    span: SpanParts<'_>,
     raw_id: &[u8],
     resource: &Arc<Resource>,
     scope: &Arc<Scope>,
 ) -> Result<Span, SpanError> {
-    let trace_id = TraceId::from_slice(&span.trace_id)
+    let trace_id = TraceId::from_slice(span.trace_id)
         .map_err(|error| SpanError::Id { field: "trace_id", error })?;
     let span_id =
         SpanId::from_slice(raw_id).map_err(|error| SpanError::Id { field: "span_id", error })?;
-    let parent_span_id = parent_id(&span.parent_span_id)?;
+    let parent_span_id = parent_id(span.parent_span_id)?;
     span::check_times(span.start_time_unix_nano, span.end_time_unix_nano)?;
     let kind = span_kind(span.kind)?;
     let status = match span.status {
-        Some(status) => Status { code: status_code(status.code)?, message: status.message },
+        Some((code, message)) => Status { code: status_code(code)?, message },
         None => Status::default(),
     };
     let links = span
@@ -139,18 +249,9 @@ fn build_span(
         kind,
         start_time_unix_nano: span.start_time_unix_nano,
         end_time_unix_nano: span.end_time_unix_nano,
-        attributes: key_values(span.attributes),
+        attributes: span.attributes,
         dropped_attributes_count: span.dropped_attributes_count,
-        events: span
-            .events
-            .into_iter()
-            .map(|e| Event {
-                time_unix_nano: e.time_unix_nano,
-                name: e.name,
-                attributes: key_values(e.attributes),
-                dropped_attributes_count: e.dropped_attributes_count,
-            })
-            .collect(),
+        events: span.events,
         dropped_events_count: span.dropped_events_count,
         links,
         dropped_links_count: span.dropped_links_count,
@@ -171,20 +272,20 @@ fn parent_id(bytes: &[u8]) -> Result<Option<SpanId>, SpanError> {
         .map_err(|error| SpanError::Id { field: "parent_span_id", error })
 }
 
-fn convert_link(index: usize, link: pb::span::Link) -> Result<Link, SpanError> {
+fn convert_link(index: usize, link: LinkParts<'_>) -> Result<Link, SpanError> {
     Ok(Link {
-        trace_id: TraceId::from_slice(&link.trace_id).map_err(|error| SpanError::LinkId {
+        trace_id: TraceId::from_slice(link.trace_id).map_err(|error| SpanError::LinkId {
             index,
             field: "trace_id",
             error,
         })?,
-        span_id: SpanId::from_slice(&link.span_id).map_err(|error| SpanError::LinkId {
+        span_id: SpanId::from_slice(link.span_id).map_err(|error| SpanError::LinkId {
             index,
             field: "span_id",
             error,
         })?,
         trace_state: link.trace_state,
-        attributes: key_values(link.attributes),
+        attributes: link.attributes,
         dropped_attributes_count: link.dropped_attributes_count,
         flags: link.flags,
     })

@@ -72,8 +72,7 @@ async fn accept_otlp(
     let max = receivers.limits.max_decompressed_bytes;
     let decoded = off_runtime(bytes.len(), move || {
         let raw = if gzip { body::gunzip_capped(&bytes, max)?.into() } else { bytes };
-        let request = body::decode_otlp(&raw, encoding)?;
-        Ok(convert::convert_otlp(request))
+        body::decode_spans(&raw, encoding)
     })
     .await?;
     let total =

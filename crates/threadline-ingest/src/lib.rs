@@ -15,6 +15,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod queue;
+pub mod wire;
 pub mod zipkin;
 
 use std::sync::Arc;

@@ -301,7 +301,7 @@ async fn bad_input_gets_the_exact_status_and_message_and_the_server_keeps_servin
         expect![[r#"
             400 application/json {"code":3,"message":"request body is not valid OTLP JSON: at resourceSpans[0].scopeSpans[0].spans[0].name: invalid type: integer `5`, expected a string at line 1 column 52"}
             400 application/json {"code":3,"message":"request body is not valid OTLP JSON: key must be a string at line 1 column 2"}
-            400 application/x-protobuf rpc.Status{code: 3, message: "request body is not valid OTLP protobuf: failed to decode Protobuf message: ExportTraceServiceRequest.resource_spans: buffer underflow"}
+            400 application/x-protobuf rpc.Status{code: 3, message: "request body is not valid OTLP protobuf: at resourceSpans[0]: the message ends inside a field"}
             413 application/x-protobuf rpc.Status{code: 8, message: "decompressed request body is larger than the limit of 1000000 bytes"}
             413 application/x-protobuf rpc.Status{code: 8, message: "request body is larger than the limit of 100000 bytes"}
             400 application/x-protobuf rpc.Status{code: 3, message: "request body is not valid gzip: invalid gzip header"}
