@@ -2,10 +2,11 @@
 //! in `docs/engine.md`.
 
 use std::hash::BuildHasher as _;
+use std::sync::Arc;
 
 use thin_vec::ThinVec;
 use threadline_core::id::TraceId;
-use threadline_core::span::{Span, SpanKind, StatusCode};
+use threadline_core::span::{Resource, Span, SpanKind, StatusCode};
 use threadline_core::value::AnyValue;
 
 use crate::config::{EngineConfig, TypePolicy};
@@ -421,6 +422,10 @@ pub struct Engine {
     /// Business keys found since the last `drain_changes`: (process id, key, value). The
     /// engine keeps no keys itself; the process table does.
     found_keys: Vec<(TraceId, String, String)>,
+    /// The resource of the last span seen and its service's name id: spans come in runs from
+    /// one resource, whose attributes need not be searched for every span. Held (not just
+    /// its address), so it can never be mistaken for a later resource at the same address.
+    last_service: Option<(Arc<Resource>, u32)>,
     timers: Timers,
     channels: Vec<ChannelState>,
     channel_ids: HashMap<(u32, u32), u32>,
@@ -465,6 +470,7 @@ impl Engine {
             generations: Vec::new(),
             by_trace: HashMap::default(),
             found_keys: Vec::new(),
+            last_service: None,
             timers: Timers::default(),
             channels: Vec::new(),
             channel_ids: HashMap::default(),
@@ -1079,16 +1085,24 @@ impl Engine {
     /// Applies one span to its process.
     fn record(&mut self, slot: u32, span: &Span, role: &Role<'_>, joined_by_link: bool, now: u64) {
         self.touch(slot);
-        let service = self.strings.intern(span.service_name());
-        let mut key_ids: Vec<(String, String)> = Vec::new();
+        let service = match &self.last_service {
+            Some((resource, id)) if Arc::ptr_eq(resource, &span.resource) => *id,
+            _ => {
+                let id = self.strings.intern(span.service_name());
+                self.last_service = Some((Arc::clone(&span.resource), id));
+                id
+            }
+        };
+        // Borrowed until known to be new: most spans repeat their process's keys.
+        let mut key_ids: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::new();
         for kv in &span.attributes {
             if keys::is_default_key(&kv.key) || self.key_names.contains(&kv.key) {
                 let value = match &kv.value {
-                    AnyValue::String(s) => s.clone(),
-                    AnyValue::Int(i) => i.to_string(),
+                    AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                    AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
                     _ => continue,
                 };
-                key_ids.push((kv.key.clone(), value));
+                key_ids.push((&kv.key, value));
             }
         }
         let producer = match role {
@@ -1303,9 +1317,9 @@ impl Engine {
                 .iter()
                 .rev()
                 .take(8)
-                .any(|(i, k, v)| *i == id && *k == key && *v == value);
+                .any(|(i, k, v)| *i == id && k == key && *v == *value);
             if !repeated {
-                self.found_keys.push((id, key, value));
+                self.found_keys.push((id, key.to_owned(), value.into_owned()));
             }
         }
         if reopened {

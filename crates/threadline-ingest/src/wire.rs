@@ -10,7 +10,8 @@
 //! the generated types and converting them does, and fails where that fails.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use threadline_core::span::{Event, Resource, Scope};
 use threadline_core::value::{AnyValue, KeyValue};
@@ -306,18 +307,86 @@ pub fn decode_request(data: &[u8]) -> Result<Decoded> {
     Ok(decoded)
 }
 
+/// Resources and scopes met lately, by the bytes that describe them: the spans of a service
+/// share one resource however many requests bring them, which the engine and the block
+/// writer see as one pointer and memory holds once.
+struct Shared<T> {
+    by_bytes: Mutex<HashMap<Vec<u8>, Arc<T>>>,
+}
+
+/// Entries a [`Shared`] holds at most; when full it starts afresh.
+const SHARED_ENTRIES: usize = 4096;
+
+static RESOURCES: LazyLock<Shared<Resource>> = LazyLock::new(Shared::new);
+static SCOPES: LazyLock<Shared<Scope>> = LazyLock::new(Shared::new);
+
+impl<T> Shared<T> {
+    fn new() -> Self {
+        Self { by_bytes: Mutex::new(HashMap::new()) }
+    }
+
+    /// The value described by `parts` (the bytes of each occurrence of the message, then its
+    /// schema URL), read by `read` unless met lately. Equal bytes read alike, so a value met
+    /// before needs no reading (nor checking) again.
+    fn get(&self, parts: &[&[u8]], read: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+        for part in parts {
+            // Length-prefixed, so that different splits never make the same key.
+            key.extend_from_slice(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_le_bytes());
+            key.extend_from_slice(part);
+        }
+        if let Some(found) = self.lock().get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        let value = Arc::new(read()?);
+        let mut map = self.lock();
+        if map.len() >= SHARED_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, Arc::clone(&value));
+        Ok(value)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<u8>, Arc<T>>> {
+        // The map holds no invariant a panic elsewhere could break.
+        self.by_bytes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The bytes of each occurrence of field 1 of `body` (its resource or scope), and of its
+/// schema URL (field 3, the last one given), which the value depends on.
+/// Also counts the occurrences of field 2 (the list the message holds).
+fn parts_of(body: &[u8], depth: u32) -> Result<(Vec<&[u8]>, usize)> {
+    let mut parts = Vec::new();
+    let mut schema_url: &[u8] = &[];
+    let mut list = 0;
+    each_field(body, |field, wire_type, r| match field {
+        1 => message(r, wire_type).map(|m| parts.push(m)),
+        3 => expect(wire_type, LEN).and_then(|()| r.len_delimited()).map(|s| schema_url = s),
+        _ => {
+            list += usize::from(field == 2);
+            r.skip(field, wire_type, depth)
+        }
+    })?;
+    parts.push(schema_url);
+    Ok((parts, list))
+}
+
 fn resource_spans(body: &[u8], ri: usize, depth: u32, decoded: &mut Decoded) -> Result<()> {
     // The resource and schema URL may follow the spans they apply to: read them first.
-    let mut resource = Resource::default();
-    let mut attributes = 0;
-    each_field(body, |field, wire_type, r| match field {
-        1 => message(r, wire_type)
-            .and_then(|m| merge_resource(m, &mut resource, &mut attributes, nested(depth)?))
-            .map_err(|e| e.within("resource")),
-        3 => string(r, wire_type, "schemaUrl").map(|s| resource.schema_url = s),
-        _ => r.skip(field, wire_type, depth),
+    let (parts, _) = parts_of(body, depth)?;
+    let resource = RESOURCES.get(&parts, || {
+        let mut resource = Resource::default();
+        let mut attributes = 0;
+        each_field(body, |field, wire_type, r| match field {
+            1 => message(r, wire_type)
+                .and_then(|m| merge_resource(m, &mut resource, &mut attributes, nested(depth)?))
+                .map_err(|e| e.within("resource")),
+            3 => string(r, wire_type, "schemaUrl").map(|s| resource.schema_url = s),
+            _ => r.skip(field, wire_type, depth),
+        })?;
+        Ok(resource)
     })?;
-    let resource = Arc::new(resource);
     let mut si = 0;
     each_field(body, |field, wire_type, r| {
         if field != 2 {
@@ -355,22 +424,20 @@ fn scope_spans(
     decoded: &mut Decoded,
 ) -> Result<()> {
     let scratch = &mut Vec::new();
-    let mut scope = Scope::default();
-    let mut attributes = 0;
-    let mut spans = 0;
-    each_field(body, |field, wire_type, r| match field {
-        1 => message(r, wire_type)
-            .and_then(|m| merge_scope(m, &mut scope, &mut attributes, nested(depth)?))
-            .map_err(|e| e.within("scope")),
-        3 => string(r, wire_type, "schemaUrl").map(|s| scope.schema_url = s),
-        2 => {
-            spans += 1;
-            r.skip(field, wire_type, depth)
-        }
-        _ => r.skip(field, wire_type, depth),
-    })?;
-    let scope = Arc::new(scope);
+    let (parts, spans) = parts_of(body, depth)?;
     decoded.spans.reserve(spans);
+    let scope = SCOPES.get(&parts, || {
+        let mut scope = Scope::default();
+        let mut attributes = 0;
+        each_field(body, |field, wire_type, r| match field {
+            1 => message(r, wire_type)
+                .and_then(|m| merge_scope(m, &mut scope, &mut attributes, nested(depth)?))
+                .map_err(|e| e.within("scope")),
+            3 => string(r, wire_type, "schemaUrl").map(|s| scope.schema_url = s),
+            _ => r.skip(field, wire_type, depth),
+        })?;
+        Ok(scope)
+    })?;
     let mut i = 0;
     each_field(body, |field, wire_type, r| {
         if field != 2 {

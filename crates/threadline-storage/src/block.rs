@@ -345,19 +345,34 @@ struct Distinct<'a, T> {
     row_of: HashMap<*const T, u32>,
     values: Vec<&'a T>,
     of_span: Vec<u32>,
+    /// The previous span's value and row: spans come in runs sharing one.
+    last: Option<(*const T, u32)>,
 }
 
 impl<'a, T> Distinct<'a, T> {
     fn new(spans: usize) -> Self {
-        Self { row_of: HashMap::new(), values: Vec::new(), of_span: Vec::with_capacity(spans) }
+        Self {
+            row_of: HashMap::new(),
+            values: Vec::new(),
+            of_span: Vec::with_capacity(spans),
+            last: None,
+        }
     }
 
     fn push(&mut self, value: &'a Arc<T>) {
-        let next = self.values.len();
-        let row = *self.row_of.entry(Arc::as_ptr(value)).or_insert_with(|| {
-            self.values.push(value);
-            u32::try_from(next).unwrap_or(u32::MAX)
-        });
+        let ptr = Arc::as_ptr(value);
+        let row = match self.last {
+            Some((last, row)) if last == ptr => row,
+            _ => {
+                let next = self.values.len();
+                let row = *self.row_of.entry(ptr).or_insert_with(|| {
+                    self.values.push(value);
+                    u32::try_from(next).unwrap_or(u32::MAX)
+                });
+                self.last = Some((ptr, row));
+                row
+            }
+        };
         self.of_span.push(row);
     }
 
