@@ -61,3 +61,43 @@ impl<U: Message + Default> Decoder for OtlpDecoder<U> {
             .map_err(|e| Status::invalid_argument(format!("request is not valid protobuf: {e}")))
     }
 }
+
+/// A codec that hands a request over as its bytes, for a service that reads them itself
+/// (OTLP trace export, read straight into spans), and encodes its answers `T` as protobuf.
+#[derive(Debug)]
+pub struct BytesInCodec<T>(PhantomData<T>);
+
+impl<T> Default for BytesInCodec<T> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: Message + Send + 'static> Codec for BytesInCodec<T> {
+    type Encode = T;
+    type Decode = prost::bytes::Bytes;
+    type Encoder = OtlpEncoder<T>;
+    type Decoder = BytesDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        OtlpEncoder(PhantomData)
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        BytesDecoder
+    }
+}
+
+/// Takes a whole message's bytes as they are.
+#[derive(Debug)]
+pub struct BytesDecoder;
+
+impl Decoder for BytesDecoder {
+    type Item = prost::bytes::Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        use prost::bytes::Buf as _;
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}

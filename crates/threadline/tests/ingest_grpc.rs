@@ -120,6 +120,19 @@ async fn undecodable_messages_are_invalid_argument_and_the_server_keeps_serving(
         status.message()
     );
 
+    // The error names where the message breaks off.
+    assert!(status.message().contains(" at resourceSpans["), "{}", status.message());
+    // Another method of the service is not one the server has.
+    let other = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Other",
+    );
+    grpc.ready().await.unwrap();
+    let status = grpc
+        .unary(tonic::Request::new(Vec::new()), other, RawCodec)
+        .await
+        .expect_err("no such method");
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+
     let mut client = TraceServiceClient::new(channel);
     client
         .export(generate::otlp_request(Shape { traces: 1, services: 1, seed: 14 }))
