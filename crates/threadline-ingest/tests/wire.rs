@@ -7,10 +7,13 @@ use prost::Message as _;
 use threadline_ingest::convert::convert_otlp;
 use threadline_ingest::wire::decode_request;
 use threadline_proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
-use threadline_proto::opentelemetry::proto::common::v1 as common;
+use threadline_proto::opentelemetry::proto::common::v1 as pb_common;
 use threadline_proto::opentelemetry::proto::resource::v1::Resource;
 use threadline_proto::opentelemetry::proto::trace::v1 as pb;
 use threadline_testsuite::generate::{self, Shape};
+
+mod common;
+use self::common::{Values, attributes, span_strategy};
 
 /// Both readings of `bytes`, printed: equal when they agree.
 fn both(bytes: &[u8]) -> (String, String) {
@@ -86,13 +89,13 @@ fn span(id: u8) -> pb::Span {
     }
 }
 
-fn kv(key: &str, value: common::any_value::Value) -> common::KeyValue {
-    common::KeyValue { key: key.into(), value: Some(common::AnyValue { value: Some(value) }) }
+fn kv(key: &str, value: pb_common::any_value::Value) -> pb_common::KeyValue {
+    pb_common::KeyValue { key: key.into(), value: Some(pb_common::AnyValue { value: Some(value) }) }
 }
 
 #[test]
 fn field_order_repeats_and_unknown_fields_read_alike() {
-    use common::any_value::Value;
+    use pb_common::any_value::Value;
     let resource = Resource {
         attributes: vec![kv("service.name", Value::StringValue("a".into()))],
         dropped_attributes_count: 1,
@@ -101,7 +104,7 @@ fn field_order_repeats_and_unknown_fields_read_alike() {
     let resource_again =
         Resource { attributes: vec![kv("host", Value::IntValue(-3))], dropped_attributes_count: 2 }
             .encode_to_vec();
-    let scope = common::InstrumentationScope { name: "lib".into(), ..Default::default() };
+    let scope = pb_common::InstrumentationScope { name: "lib".into(), ..Default::default() };
     let mut with_status = span(3);
     with_status.status = Some(pb::Status { message: "first".into(), code: 2 });
     let mut status_again = span(3);
@@ -175,17 +178,17 @@ fn field_order_repeats_and_unknown_fields_read_alike() {
 fn nesting_depth_limit_is_the_same() {
     // A span is 3 deep, its attribute's value 5, and each array adds 2: the limit of 100
     // falls between 47 and 48 arrays.
-    use common::any_value::Value;
+    use pb_common::any_value::Value;
     for depth in 44..52 {
-        let mut value = common::AnyValue { value: Some(Value::IntValue(1)) };
+        let mut value = pb_common::AnyValue { value: Some(Value::IntValue(1)) };
         for _ in 0..depth {
-            value = common::AnyValue {
-                value: Some(Value::ArrayValue(common::ArrayValue { values: vec![value] })),
+            value = pb_common::AnyValue {
+                value: Some(Value::ArrayValue(pb_common::ArrayValue { values: vec![value] })),
             };
         }
         // On the span, and one level deeper on an event, so that both parities of the
         // deepest message meet the limit.
-        let deep = common::KeyValue { key: "deep".into(), value: Some(value) };
+        let deep = pb_common::KeyValue { key: "deep".into(), value: Some(value) };
         let mut on_span = span(1);
         on_span.attributes.push(deep.clone());
         let mut on_event = span(1);
@@ -223,141 +226,23 @@ fn errors_name_the_field() {
     assert_eq!(error, "at resourceSpans[0]: the message ends inside a field");
 }
 
-fn id(lengths: &'static [usize]) -> impl Strategy<Value = Vec<u8>> {
-    (prop::sample::select(lengths), any::<u8>(), any::<bool>()).prop_map(|(n, b, zero)| {
-        if zero {
-            vec![0; n]
-        } else {
-            (0..n).map(|i| b.wrapping_add(u8::try_from(i).unwrap_or(0)) | 1).collect()
-        }
-    })
-}
-
-fn any_value() -> impl Strategy<Value = Option<common::AnyValue>> {
-    use common::any_value::Value;
-    let leaf = prop_oneof![
-        Just(None),
-        ".{0,6}".prop_map(Value::StringValue).prop_map(Some),
-        any::<bool>().prop_map(Value::BoolValue).prop_map(Some),
-        any::<i64>().prop_map(Value::IntValue).prop_map(Some),
-        any::<f64>().prop_map(Value::DoubleValue).prop_map(Some),
-        prop::collection::vec(any::<u8>(), 0..4).prop_map(Value::BytesValue).prop_map(Some),
-    ];
-    let value = leaf.prop_recursive(3, 12, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(|values| Some(Value::ArrayValue(
-                common::ArrayValue {
-                    values: values.into_iter().map(|value| common::AnyValue { value }).collect(),
-                }
-            ))),
-            prop::collection::vec(("[a-c]{1,2}", inner), 0..3).prop_map(|kvs| Some(
-                Value::KvlistValue(common::KeyValueList {
-                    values: kvs
-                        .into_iter()
-                        .map(|(key, value)| common::KeyValue {
-                            key,
-                            value: Some(common::AnyValue { value }),
-                        })
-                        .collect(),
-                })
-            )),
-        ]
-    });
-    prop_oneof![Just(None), value.prop_map(|value| Some(common::AnyValue { value }))]
-}
-
-fn attributes() -> impl Strategy<Value = Vec<common::KeyValue>> {
-    prop::collection::vec(
-        ("[a-z.]{0,8}", any_value()).prop_map(|(key, value)| common::KeyValue { key, value }),
-        0..4,
-    )
-}
-
-fn arb_span() -> impl Strategy<Value = pb::Span> {
-    let ids = (id(&[16, 16, 16, 8, 0]), id(&[8, 8, 8, 16, 0]), id(&[0, 8, 8, 3]));
-    let times = (
-        prop_oneof![Just(0u64), 1..100u64, Just(u64::MAX)],
-        prop_oneof![Just(0u64), 1..100u64, Just(u64::MAX)],
-    );
-    let enums = (-1..8i32, prop::option::of((-1..5i32, ".{0,4}")));
-    let events = prop::collection::vec(
-        (any::<u64>(), ".{0,4}", attributes(), any::<u32>()).prop_map(
-            |(time_unix_nano, name, attributes, dropped_attributes_count)| pb::span::Event {
-                time_unix_nano,
-                name,
-                attributes,
-                dropped_attributes_count,
-            },
-        ),
-        0..2,
-    );
-    let links = prop::collection::vec(
-        (id(&[16, 16, 8]), id(&[8, 8, 0]), ".{0,3}", attributes(), any::<u32>(), any::<u32>())
-            .prop_map(
-                |(trace_id, span_id, trace_state, attributes, dropped_attributes_count, flags)| {
-                    pb::span::Link {
-                        trace_id,
-                        span_id,
-                        trace_state,
-                        attributes,
-                        dropped_attributes_count,
-                        flags,
-                    }
-                },
-            ),
-        0..2,
-    );
-    let counts = (any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>());
-    (ids, times, enums, ".{0,5}", ".{0,3}", attributes(), events, links, counts).prop_map(
-        |(
-            (trace_id, span_id, parent),
-            (start, end),
-            (kind, status),
-            name,
-            state,
-            attributes,
-            events,
-            links,
-            (flags, da, de, dl),
-        )| {
-            pb::Span {
-                trace_id,
-                span_id,
-                trace_state: state,
-                parent_span_id: parent,
-                flags,
-                name,
-                kind,
-                start_time_unix_nano: start,
-                end_time_unix_nano: end,
-                attributes,
-                dropped_attributes_count: da,
-                events,
-                dropped_events_count: de,
-                links,
-                dropped_links_count: dl,
-                status: status.map(|(code, message)| pb::Status { message, code }),
-            }
-        },
-    )
-}
-
+/// Requests varied where the reader has choices to get right: absent resources and scopes,
+/// several scopes per resource, schema URLs that differ where the rest is alike.
 fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
-    let scope = (".{0,3}", ".{0,3}", attributes(), any::<u32>()).prop_map(
-        |(name, version, attributes, dropped_attributes_count)| common::InstrumentationScope {
+    let scope = (".{0,3}", ".{0,3}", attributes(Values::Any), any::<u32>()).prop_map(
+        |(name, version, attributes, dropped_attributes_count)| pb_common::InstrumentationScope {
             name,
             version,
             attributes,
             dropped_attributes_count,
         },
     );
-    let scope_spans = (prop::option::of(scope), prop::collection::vec(arb_span(), 0..4), ".{0,3}")
+    let spans = prop::collection::vec(span_strategy(Values::Any), 0..4);
+    let scope_spans = (prop::option::of(scope), spans, ".{0,3}")
         .prop_map(|(scope, spans, schema_url)| pb::ScopeSpans { scope, spans, schema_url });
-    let resource =
-        (attributes(), any::<u32>()).prop_map(|(attributes, dropped_attributes_count)| Resource {
-            attributes,
-            dropped_attributes_count,
-        });
+    let resource = (attributes(Values::Any), any::<u32>()).prop_map(
+        |(attributes, dropped_attributes_count)| Resource { attributes, dropped_attributes_count },
+    );
     let resource_spans =
         (prop::option::of(resource), prop::collection::vec(scope_spans, 0..3), ".{0,3}").prop_map(
             |(resource, scope_spans, schema_url)| pb::ResourceSpans {
