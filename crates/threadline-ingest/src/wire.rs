@@ -99,7 +99,8 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
+    /// One-byte varints (most keys, lengths and small numbers) inline; longer ones apart.
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64> {
         if let Some(&b) = self.buf.first()
             && b < 0x80
@@ -107,6 +108,11 @@ impl<'a> Reader<'a> {
             self.buf = &self.buf[1..];
             return Ok(u64::from(b));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64> {
         let mut value = 0u64;
         for (i, &b) in self.buf.iter().enumerate().take(10) {
             value |= u64::from(b & 0x7f) << (7 * i);
@@ -123,7 +129,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field's number and wire type, or `None` at the end of the message.
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Result<Option<(u32, u8)>> {
         if self.buf.is_empty() {
             return Ok(None);
