@@ -75,7 +75,6 @@ pub fn gunzip_capped(data: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> 
     Ok(out)
 }
 
-/// Decodes an OTLP export request in either encoding.
 /// The spans of an OTLP export request in `encoding`: protobuf is read straight into spans
 /// ([`wire`]), JSON through its message types ([`convert`]).
 pub fn decode_spans(data: &[u8], encoding: Encoding) -> Result<Decoded, IngestError> {

@@ -170,6 +170,7 @@ fn convert_span(
 
 /// A span as it came off the wire, before its ids, times and enums are checked; its span id
 /// is passed apart, to label it when it is rejected.
+#[derive(Default)]
 pub(crate) struct SpanParts<'a> {
     pub trace_id: &'a [u8],
     pub parent_span_id: &'a [u8],
@@ -190,6 +191,7 @@ pub(crate) struct SpanParts<'a> {
 }
 
 /// A link as it came off the wire.
+#[derive(Default)]
 pub(crate) struct LinkParts<'a> {
     pub trace_id: &'a [u8],
     pub span_id: &'a [u8],

@@ -486,23 +486,7 @@ fn span<'a>(
 ) -> Result<(&'a [u8], SpanParts<'a>)> {
     scratch.clear();
     let mut span_id: &[u8] = &[];
-    let mut parts = SpanParts {
-        trace_id: &[],
-        parent_span_id: &[],
-        trace_state: String::new(),
-        flags: 0,
-        name: String::new(),
-        kind: 0,
-        start_time_unix_nano: 0,
-        end_time_unix_nano: 0,
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: Vec::new(),
-        dropped_events_count: 0,
-        links: Vec::new(),
-        dropped_links_count: 0,
-        status: None,
-    };
+    let mut parts = SpanParts::default();
     let mut attribute = 0;
     each_field(body, |field, wire_type, r| match field {
         1 => bytes(r, wire_type, "traceId").map(|b| parts.trace_id = b),
@@ -568,14 +552,7 @@ fn event(body: &[u8], depth: u32) -> Result<Event> {
 }
 
 fn link(body: &[u8], depth: u32) -> Result<LinkParts<'_>> {
-    let mut link = LinkParts {
-        trace_id: &[],
-        span_id: &[],
-        trace_state: String::new(),
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        flags: 0,
-    };
+    let mut link = LinkParts::default();
     let mut attribute = 0;
     each_field(body, |field, wire_type, r| match field {
         1 => bytes(r, wire_type, "traceId").map(|b| link.trace_id = b),

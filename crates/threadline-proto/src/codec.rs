@@ -1,6 +1,6 @@
-//! The gRPC codec of the generated OTLP service: protobuf like tonic's own, except that a
-//! message that does not decode is answered `INVALID_ARGUMENT` (the OTLP specification's code
-//! for bad data, which clients must not retry) instead of `INTERNAL`.
+//! The gRPC codecs: [`OtlpCodec`], protobuf like tonic's own for the generated client (a
+//! message that does not decode is `INVALID_ARGUMENT`, not `INTERNAL`), and [`BytesInCodec`],
+//! which hands the trace service its request as bytes to read itself.
 
 use std::marker::PhantomData;
 

@@ -1,8 +1,9 @@
 //! Wire types of every input format Threadline reads. No logic beyond shape: decoding rules
 //! and validation live in `threadline-ingest`.
 //!
-//! - [`opentelemetry`]: OTLP protobuf messages and the gRPC `TraceService`, generated from the `.proto`
-//!   files in `proto/` and committed (see `tests/codegen.rs`).
+//! - [`opentelemetry`]: OTLP protobuf messages and the gRPC `TraceService` client, generated from
+//!   the `.proto` files in `proto/` and committed (see `tests/codegen.rs`). The server side is
+//!   written out in `threadline-ingest::grpc`, which reads requests as bytes.
 //! - [`otlp_json`]: the OTLP/HTTP JSON encoding of the same messages.
 //! - [`zipkin`]: Zipkin v2 JSON spans.
 //! - [`google::rpc`]: `google.rpc.Status` and `RetryInfo`, used in error answers.

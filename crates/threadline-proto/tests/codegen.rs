@@ -18,7 +18,7 @@ fn generated_code_matches_the_proto_files() {
     let fds = protox::compile(FILES, [root.join("proto")]).expect("proto files compile");
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(true)
+        .build_server(false)
         .build_transport(false)
         .codec_path("crate::codec::OtlpCodec")
         .emit_rerun_if_changed(false)
