@@ -457,6 +457,7 @@ fn store_options(
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
         compact_below_bytes: storage.compact_below_bytes,
         track_applied: true,
+        process_index: threadline_storage::store::RunLimits::default(),
         after_compaction_commit: None,
     })
 }

@@ -375,6 +375,11 @@ fn render_self(out: &mut String, me: &SelfMetrics) {
         ("threadline_store_wal_segments", "WAL segments on disk.", me.store.wal_segments),
         ("threadline_store_wal_bytes", "Bytes of WAL on disk.", me.store.wal_bytes),
         (
+            "threadline_process_index_runs",
+            "Sorted runs in the process table's key and trace indexes.",
+            me.store.process_index_runs,
+        ),
+        (
             "threadline_store_write_failing",
             "1 while storage writes fail (ingest answers 503).",
             u64::from(me.store.last_error.is_some()),

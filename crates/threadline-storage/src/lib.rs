@@ -8,6 +8,7 @@ pub mod data_dir;
 pub mod json;
 pub mod objects;
 pub mod processes;
+mod runs;
 pub mod search;
 pub mod store;
 pub mod wal;
@@ -56,6 +57,9 @@ pub struct StoreStats {
     pub process_rows_written: u64,
     /// Of those, rows written for the first time.
     pub process_rows_created: u64,
+    /// Sorted runs in the process table's key and trace indexes: steady under load unless
+    /// their merges fall behind.
+    pub process_index_runs: u64,
     pub wal_segments: u64,
     pub wal_bytes: u64,
     /// The last write error, cleared by the next successful write.

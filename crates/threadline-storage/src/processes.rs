@@ -14,17 +14,25 @@ use threadline_core::id::TraceId;
 
 use crate::StoreError;
 use crate::codec::{DecodeError, Reader, put_len, put_str, put_u64};
+use crate::runs::{RunIndex, RunLimits, RunSession, RunTables};
 use crate::store::{Store, idx};
 
 /// Process id (16 bytes) → encoded [`ProcessRecord`].
 pub(crate) const PROCESSES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
-/// Trace id → process id, for every trace of a process but the one whose id it bears (a
-/// lookup by trace tries the row of that id first): one random-keyed insert fewer per process.
-pub(crate) const PROCESS_TRACES: TableDefinition<'_, &[u8], &[u8]> =
-    TableDefinition::new("process_traces");
-/// Length-prefixed key, length-prefixed value, process id → nothing.
-pub(crate) const PROCESS_KEYS: TableDefinition<'_, &[u8], ()> =
-    TableDefinition::new("process_keys");
+/// Trace id ‖ process id, for every trace of a process but the one whose id it bears (a
+/// lookup by trace tries the row of that id first), in sorted runs.
+pub(crate) const TRACE_RUNS: RunTables = RunTables {
+    log: "process_traces_log",
+    runs: "process_traces_runs",
+    chunks: "process_traces_chunks",
+};
+/// Length-prefixed key ‖ length-prefixed value ‖ process id, in sorted runs.
+pub(crate) const KEY_RUNS: RunTables =
+    RunTables { log: "process_keys_log", runs: "process_keys_runs", chunks: "process_keys_chunks" };
+/// The B-trees of index version 1 the sorted runs replace: trace id → process id, and key
+/// entry → nothing. Taken into runs (and deleted) on open.
+const V1_TRACES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("process_traces");
+const V1_KEYS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("process_keys");
 /// Start time (8 bytes big-endian), process id → nothing: every process by start time.
 pub(crate) const PROCESS_BY_START: TableDefinition<'_, &[u8], ()> =
     TableDefinition::new("process_by_start");
@@ -397,10 +405,10 @@ fn id_of(bytes: &[u8]) -> Option<TraceId> {
 }
 
 /// The process table and its indexes, open in one write transaction.
-struct Tables<'t> {
+struct Tables<'t, 's> {
     rows: redb::Table<'t, &'static [u8], &'static [u8]>,
-    traces: redb::Table<'t, &'static [u8], &'static [u8]>,
-    keys: redb::Table<'t, &'static [u8], ()>,
+    traces: &'t mut RunSession<'s>,
+    keys: &'t mut RunSession<'s>,
     by_start: redb::Table<'t, &'static [u8], ()>,
     by_type: redb::Table<'t, &'static [u8], ()>,
     running: redb::Table<'t, &'static [u8], ()>,
@@ -411,8 +419,8 @@ struct Tables<'t> {
 
 const WRITE_CTX: &str = "writing the process table";
 
-impl Tables<'_> {
-    /// Removes a row and its index entries (but not its trace entries); returns it.
+impl Tables<'_, '_> {
+    /// Removes a row and its time, type and running entries; returns it.
     fn remove_row(&mut self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
         let ctx = WRITE_CTX;
         let old = idx(self.rows.remove(&id.as_bytes()[..]), ctx)?
@@ -420,11 +428,7 @@ impl Tables<'_> {
             .transpose()
             .map_err(|e| corrupt("a process row", &e))?;
         if let Some(old) = &old {
-            for (k, v) in &old.keys {
-                if let Some(entry) = key_entry(k, v, Some(id)) {
-                    idx(self.keys.remove(entry.as_slice()), ctx)?;
-                }
-            }
+            // Its key and trace entries stay: readers check entries against rows.
             idx(self.by_start.remove(&time_entry(old.start_nanos, id)[..]), ctx)?;
             idx(
                 self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()),
@@ -450,14 +454,14 @@ impl Tables<'_> {
         let old = self.get(id)?;
         let mut merged;
         let record = match &old {
-            Some(old) if old.keys.iter().any(|kv| !record.keys.contains(kv)) => {
+            // A row's keys and traces are only ever added to: what the stored row has and
+            // this version lacks is kept.
+            Some(old)
+                if old.keys.iter().any(|kv| !record.keys.contains(kv))
+                    || old.traces.iter().any(|t| !record.traces.contains(t)) =>
+            {
                 merged = record.clone();
-                for kv in &old.keys {
-                    if !merged.keys.contains(kv) {
-                        merged.keys.push(kv.clone());
-                    }
-                }
-                merged.keys.sort();
+                Additions { keys: old.keys.clone(), traces: old.traces.clone() }.apply(&mut merged);
                 &merged
             }
             _ => record,
@@ -473,17 +477,13 @@ impl Tables<'_> {
             self.created += 1;
             return self.insert_entries(record);
         };
+        // A row's keys and traces are only ever added to (merged above): old entries hold.
         for t in record.traces.iter().filter(|t| **t != id && !old.traces.contains(t)) {
-            idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
-        }
-        for (k, v) in old.keys.iter().filter(|kv| !record.keys.contains(kv)) {
-            if let Some(entry) = key_entry(k, v, Some(id)) {
-                idx(self.keys.remove(entry.as_slice()), ctx)?;
-            }
+            self.traces.add(trace_entry(*t, id));
         }
         for (k, v) in record.keys.iter().filter(|kv| !old.keys.contains(kv)) {
             if let Some(entry) = key_entry(k, v, Some(id)) {
-                idx(self.keys.insert(entry.as_slice(), ()), ctx)?;
+                self.keys.add(entry);
             }
         }
         if old.start_nanos != record.start_nanos {
@@ -517,11 +517,11 @@ impl Tables<'_> {
         let ctx = WRITE_CTX;
         let id = record.id;
         for t in record.traces.iter().filter(|t| **t != id) {
-            idx(self.traces.insert(&t.as_bytes()[..], &id.as_bytes()[..]), ctx)?;
+            self.traces.add(trace_entry(*t, id));
         }
         for (k, v) in &record.keys {
             if let Some(entry) = key_entry(k, v, Some(id)) {
-                idx(self.keys.insert(entry.as_slice(), ()), ctx)?;
+                self.keys.add(entry);
             }
         }
         idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
@@ -538,32 +538,94 @@ impl Tables<'_> {
 }
 
 /// The stored row of the process `trace_id` belongs to: the process named after it if there
-/// is one, else the one its entry points at.
+/// is one, else the first
+/// its trace entries (`entries`) lead to that lists it.
 fn row_of_trace(
-    rows: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
-    traces: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    entries: &[Vec<u8>],
     trace_id: TraceId,
     ctx: &'static str,
 ) -> Result<Option<ProcessRecord>, StoreError> {
-    let row = match idx(rows.get(&trace_id.as_bytes()[..]), ctx)? {
-        Some(row) => Some(row),
-        None => {
-            match idx(traces.get(&trace_id.as_bytes()[..]), ctx)?.and_then(|v| id_of(v.value())) {
-                Some(id) => idx(rows.get(&id.as_bytes()[..]), ctx)?,
-                None => None,
-            }
-        }
+    let read = |id: TraceId| -> Result<Option<ProcessRecord>, StoreError> {
+        idx(rows.get(&id.as_bytes()[..]), ctx)?
+            .map(|v| decode_record(v.value()))
+            .transpose()
+            .map_err(|e| corrupt("a process row", &e))
     };
-    row.map(|v| decode_record(v.value())).transpose().map_err(|e| corrupt("a process row", &e))
-}
-
-fn add_keys(record: &mut ProcessRecord, keys: Vec<(String, String)>) {
-    for kv in keys {
-        if !record.keys.contains(&kv) {
-            record.keys.push(kv);
+    if let Some(row) = read(trace_id)? {
+        return Ok(Some(row));
+    }
+    for id in entries.iter().filter_map(|e| id_of(e)) {
+        if let Some(row) = read(id)?
+            && row.traces.contains(&trace_id)
+        {
+            return Ok(Some(row));
         }
     }
-    record.keys.sort();
+    Ok(None)
+}
+
+fn trace_entry(trace_id: TraceId, process: TraceId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    out.extend_from_slice(trace_id.as_bytes());
+    out.extend_from_slice(process.as_bytes());
+    out
+}
+
+/// Opens the key and trace indexes (in that order), first taking the B-trees of index version
+/// 1 into runs.
+pub(crate) fn open_indexes(
+    index: &redb::Database,
+    limits: RunLimits,
+) -> Result<(RunIndex, RunIndex), StoreError> {
+    let ctx = "opening the process indexes";
+    let tx = idx(index.begin_write(), ctx)?;
+    let keys = RunIndex::open(&tx, KEY_RUNS, limits)?;
+    let traces = RunIndex::open(&tx, TRACE_RUNS, limits)?;
+    {
+        let v1 = idx(tx.open_table(V1_KEYS), ctx)?;
+        let mut entries = Vec::new();
+        for entry in idx(v1.iter(), ctx)? {
+            entries.push(idx(entry, ctx)?.0.value().to_vec());
+        }
+        keys.import(&tx, entries)?;
+    }
+    {
+        let v1 = idx(tx.open_table(V1_TRACES), ctx)?;
+        let mut entries = Vec::new();
+        for entry in idx(v1.iter(), ctx)? {
+            let (k, v) = idx(entry, ctx)?;
+            entries.push([k.value(), v.value()].concat());
+        }
+        traces.import(&tx, entries)?;
+    }
+    idx(tx.delete_table(V1_KEYS), ctx)?;
+    idx(tx.delete_table(V1_TRACES), ctx)?;
+    idx(tx.commit(), ctx)?;
+    Ok((keys, traces))
+}
+
+/// Keys and traces a row gains besides its new version.
+#[derive(Debug, Default)]
+struct Additions {
+    keys: Vec<(String, String)>,
+    traces: Vec<TraceId>,
+}
+
+impl Additions {
+    fn apply(self, record: &mut ProcessRecord) {
+        for kv in self.keys {
+            if !record.keys.contains(&kv) {
+                record.keys.push(kv);
+            }
+        }
+        record.keys.sort();
+        for t in self.traces {
+            if !record.traces.contains(&t) {
+                record.traces.push(t);
+            }
+        }
+    }
 }
 
 fn corrupt(what: &str, e: &DecodeError) -> StoreError {
@@ -579,6 +641,7 @@ impl Store {
         changes: &ProcessChanges,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let ctx = WRITE_CTX;
+        let (mut keys, mut traces) = (self.process_keys.session(), self.process_traces.session());
         let mut tx = idx(self.index.begin_write(), ctx)?;
         tx.set_durability(redb::Durability::Immediate)
             .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
@@ -587,8 +650,8 @@ impl Store {
         {
             let mut tables = Tables {
                 rows: idx(tx.open_table(PROCESSES), ctx)?,
-                traces: idx(tx.open_table(PROCESS_TRACES), ctx)?,
-                keys: idx(tx.open_table(PROCESS_KEYS), ctx)?,
+                traces: &mut traces,
+                keys: &mut keys,
                 by_start: idx(tx.open_table(PROCESS_BY_START), ctx)?,
                 by_type: idx(tx.open_table(PROCESS_BY_TYPE), ctx)?,
                 running: idx(tx.open_table(PROCESS_RUNNING), ctx)?,
@@ -597,53 +660,37 @@ impl Store {
             };
             let mut events = idx(tx.open_table(EVENTS), ctx)?;
             let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
-            // Keys to add, per process: those found, and those of processes folded away.
-            let mut added: HashMap<TraceId, Vec<(String, String)>> = HashMap::new();
+            // Keys and traces to add, per process: keys found, and the keys and traces of
+            // processes folded into it.
+            let mut added: HashMap<TraceId, Additions> = HashMap::new();
             for (from, into) in &changes.removed {
                 if let Some(old) = tables.remove_row(*from)? {
-                    for t in &old.traces {
-                        // Entries still pointing at the folded row now lead to its new home,
-                        // and so does the trace it was named after (which had no entry).
-                        let points_here = *t == *from
-                            || idx(tables.traces.get(&t.as_bytes()[..]), ctx)?
-                                .is_some_and(|v| v.value() == &from.as_bytes()[..]);
-                        if points_here {
-                            idx(
-                                tables.traces.insert(&t.as_bytes()[..], &into.as_bytes()[..]),
-                                ctx,
-                            )?;
-                        }
-                    }
-                    added.entry(*into).or_default().extend(old.keys);
+                    let to = added.entry(*into).or_default();
+                    to.keys.extend(old.keys);
+                    // Its traces, the one it was named after included, belong to its new home.
+                    to.traces.extend(old.traces.iter().chain([from]).filter(|t| *t != into));
                 }
             }
             for (id, key, value) in &changes.keys {
-                added.entry(*id).or_default().push((key.clone(), value.clone()));
+                added.entry(*id).or_default().keys.push((key.clone(), value.clone()));
             }
             for record in &changes.records {
                 match added.remove(&record.id) {
-                    Some(keys) => {
+                    Some(more) => {
                         let mut record = record.clone();
-                        add_keys(&mut record, keys);
+                        more.apply(&mut record);
                         tables.upsert(&record)?;
                     }
                     None => tables.upsert(record)?,
                 }
             }
-            // Keys of a process with no new row here: added to its stored row, found by id or,
-            // for a process folded away meanwhile, by its trace.
-            for (id, keys) in added {
-                let row = match tables.get(id)? {
-                    Some(row) => Some(row),
-                    None => match idx(tables.traces.get(&id.as_bytes()[..]), ctx)?
-                        .and_then(|v| id_of(v.value()))
-                    {
-                        Some(home) => tables.get(home)?,
-                        None => None,
-                    },
-                };
+            // Additions to a process with no new row here: made to its stored row, found by id
+            // or, for a process folded away meanwhile, by its trace.
+            for (id, more) in added {
+                let entries = tables.traces.lookup_in(&tx, id.as_bytes())?;
+                let row = row_of_trace(&tables.rows, &entries, id, ctx)?;
                 if let Some(mut row) = row {
-                    add_keys(&mut row, keys);
+                    more.apply(&mut row);
                     tables.upsert(&row)?;
                 }
             }
@@ -665,7 +712,11 @@ impl Store {
                 idx(meta.insert(META_APPLIED_SEQ, seq), ctx)?;
             }
         }
+        keys.finish(&tx)?;
+        traces.finish(&tx)?;
         idx(tx.commit(), ctx)?;
+        keys.committed();
+        traces.committed();
         if let Some(seq) = changes.applied_seq {
             self.set_applied_seq(seq);
         }
@@ -691,13 +742,14 @@ impl Store {
         trace_ids: &[TraceId],
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let ctx = "reading the process table";
-        let read = idx(self.index.begin_read(), ctx)?;
-        let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
+        let prefixes: Vec<&[u8]> = trace_ids.iter().map(|t| &t.as_bytes()[..]).collect();
+        let (entries, read) =
+            self.process_traces.lookup(&prefixes, || idx(self.index.begin_read(), ctx))?;
         let rows = idx(read.open_table(PROCESSES), ctx)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
-        for &trace_id in trace_ids {
-            if let Some(row) = row_of_trace(&rows, &traces, trace_id, ctx)?
+        for (&trace_id, entries) in trace_ids.iter().zip(&entries) {
+            if let Some(row) = row_of_trace(&rows, entries, trace_id, ctx)?
                 && seen.insert(row.id)
             {
                 out.push(row);
@@ -708,14 +760,10 @@ impl Store {
 
     /// The stored row of the process a trace belongs to.
     pub fn process_of_trace(&self, trace_id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        let ctx = "reading the process table";
-        let read = idx(self.index.begin_read(), ctx)?;
-        let traces = idx(read.open_table(PROCESS_TRACES), ctx)?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
-        row_of_trace(&rows, &traces, trace_id, ctx)
+        Ok(self.processes_of_traces(&[trace_id])?.pop())
     }
 
-    /// Processes with a business key of this value, at most `limit`.
+    /// Processes with a business key of this value, at most `limit`, by id.
     pub fn processes_by_key(
         &self,
         key: &str,
@@ -724,19 +772,29 @@ impl Store {
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let ctx = "reading the key index";
         let Some(prefix) = key_entry(key, value, None) else { return Ok(Vec::new()) };
-        let read = idx(self.index.begin_read(), ctx)?;
-        let keys = idx(read.open_table(PROCESS_KEYS), ctx)?;
+        let (mut found, read) =
+            self.process_keys.lookup(&[&prefix], || idx(self.index.begin_read(), ctx))?;
         let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let mut ids: Vec<TraceId> = found
+            .pop()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.len() == prefix.len() + 16)
+            .filter_map(|e| id_of(e))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         let mut out = Vec::new();
-        for entry in idx(keys.range(prefix.as_slice()..), ctx)? {
-            let (k, _) = idx(entry, ctx)?;
-            let k = k.value();
-            if !k.starts_with(&prefix) || k.len() != prefix.len() + 16 || out.len() >= limit {
+        for id in ids {
+            if out.len() >= limit {
                 break;
             }
-            let Some(id) = id_of(k) else { continue };
-            if let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? {
-                out.push(decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?);
+            let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? else { continue };
+            let row = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
+            // An entry left by a process folded away leads to no row; the check covers any
+            // other entry that no longer holds.
+            if row.keys.iter().any(|(k, v)| k == key && v == value) {
+                out.push(row);
             }
         }
         Ok(out)

@@ -24,6 +24,7 @@ use threadline_core::span::Span;
 use crate::block::{self, BlockError, OpenBlock};
 use crate::codec;
 use crate::data_dir::DataDir;
+pub use crate::runs::RunLimits;
 use crate::wal::{Damage, Wal, WalError, WalOptions};
 use crate::{StoreError, StoreStats};
 
@@ -82,6 +83,8 @@ pub struct StoreOptions {
     /// with [`crate::processes::ProcessChanges::applied_seq`]: the WAL is then kept until
     /// applied, and a restart hands back every record not yet applied.
     pub track_applied: bool,
+    /// Sizes of the process table's sorted-run indexes (business keys, traces).
+    pub process_index: RunLimits,
     /// Called by each compaction after its index commit (tests).
     pub after_compaction_commit: Option<CompactionHook>,
 }
@@ -98,6 +101,7 @@ impl Default for StoreOptions {
             max_block_bytes: None,
             compact_below_bytes: 16 << 20,
             track_applied: false,
+            process_index: RunLimits::default(),
             after_compaction_commit: None,
         }
     }
@@ -189,6 +193,9 @@ pub struct Store {
     wal: Mutex<Wal>,
     heads: RwLock<Heads>,
     pub(crate) index: Database,
+    /// The process table's business-key and trace entries.
+    pub(crate) process_keys: crate::runs::RunIndex,
+    pub(crate) process_traces: crate::runs::RunIndex,
     objects: Arc<dyn ObjectStore>,
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     /// A merged block between its index commit and its place in `blocks`: the index already
@@ -326,6 +333,8 @@ impl Store {
         }
         let IndexState { flushed: flushed_seq, applied, next_block, blocks: block_rows, services } =
             read_index_state(&index, &index_path)?;
+        let (process_keys, process_traces) =
+            crate::processes::open_indexes(&index, options.process_index)?;
         // Without process tracking, what is in blocks needs no replay to the engine.
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
         let mut blocks = HashMap::new();
@@ -394,6 +403,8 @@ impl Store {
             wal: Mutex::new(wal),
             heads: RwLock::new(heads),
             index,
+            process_keys,
+            process_traces,
             objects,
             blocks: RwLock::new(blocks),
             staged: RwLock::new(HashMap::new()),
@@ -954,6 +965,7 @@ impl Store {
             process_commits: counters.process_commits,
             process_rows_written: counters.process_rows_written,
             process_rows_created: counters.process_rows_created,
+            process_index_runs: self.process_keys.runs() + self.process_traces.runs(),
             wal_segments: wal_segments as u64,
             wal_bytes,
             last_error: counters.last_error,
@@ -1073,8 +1085,6 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         idx(tx.open_table(SERVICES), "opening the index")?;
         use crate::processes as p;
         idx(tx.open_table(p::PROCESSES), "opening the index")?;
-        idx(tx.open_table(p::PROCESS_TRACES), "opening the index")?;
-        idx(tx.open_table(p::PROCESS_KEYS), "opening the index")?;
         idx(tx.open_table(p::PROCESS_BY_START), "opening the index")?;
         idx(tx.open_table(p::PROCESS_BY_TYPE), "opening the index")?;
         idx(tx.open_table(p::PROCESS_RUNNING), "opening the index")?;

@@ -3,13 +3,16 @@
 
 #![allow(clippy::unwrap_used, reason = "a failing unwrap is a failing test")]
 
+use std::collections::BTreeSet;
 use std::path::Path;
+
+use proptest::prelude::*;
 
 use threadline_core::id::TraceId;
 use threadline_storage::processes::{
     Cursor, ProcessChanges, ProcessFilter, ProcessRecord, RecordState, StoredEvent, WaitingRecord,
 };
-use threadline_storage::store::{Store, StoreOptions};
+use threadline_storage::store::{RunLimits, Store, StoreOptions};
 use threadline_storage::wal::{FsyncPolicy, WalOptions};
 use threadline_testsuite::server::TempDir;
 
@@ -147,7 +150,9 @@ fn rows_are_found_by_id_trace_and_key_and_follow_their_changes() {
         let of_traces = store.processes_of_traces(&[id(3), id(9), id(2), id(5)]).unwrap();
         assert_eq!(of_traces.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id(1)]);
         assert_eq!(store.process_of_trace(id(5)).unwrap(), None);
+        // Its new home's row gained its key and its trace.
         merged.keys.insert(4, ("order.id".into(), "o-3".into()));
+        merged.traces.push(id(3));
         assert_eq!(store.process(id(1)).unwrap().unwrap(), merged);
 
         // Rows survive a restart.
@@ -299,4 +304,162 @@ fn the_wal_is_kept_until_the_engine_has_applied_it() {
         assert_eq!(store.stats().head_spans, 0, "what is in a block is not put back in the head");
         assert_eq!(store.trace(spans[0].trace_id).await.unwrap().len(), 10);
     });
+}
+
+type Keys = BTreeSet<(String, String)>;
+
+/// What the key and trace lookups must answer, kept beside the store.
+#[derive(Default)]
+struct Model {
+    /// Live processes: keys and traces (their own first).
+    rows: std::collections::BTreeMap<TraceId, (Keys, Vec<TraceId>)>,
+    /// Every process ever started, folded ones included.
+    started: Vec<TraceId>,
+}
+
+impl Model {
+    /// The live process a trace belongs to.
+    fn home(&self, trace: TraceId) -> Option<TraceId> {
+        self.rows.iter().find(|(_, (_, traces))| traces.contains(&trace)).map(|(id, _)| *id)
+    }
+
+    fn record(&self, id: TraceId, state: RecordState) -> ProcessRecord {
+        let (keys, traces) = &self.rows[&id];
+        ProcessRecord {
+            id,
+            state,
+            traces: traces.clone(),
+            keys: keys.iter().cloned().collect(),
+            waiting: vec![],
+            ..record(1, "checkout", 100)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Start { joined: bool, sku: u8 },
+    AddKey { process: usize, value: u8 },
+    Complete { process: usize },
+    Fold { from: usize, into: usize, with_row: bool },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<bool>(), 0..4u8).prop_map(|(joined, sku)| Op::Start { joined, sku }),
+        2 => (any::<usize>(), 0..3u8).prop_map(|(process, value)| Op::AddKey { process, value }),
+        1 => any::<usize>().prop_map(|process| Op::Complete { process }),
+        1 => (any::<usize>(), any::<usize>(), any::<bool>())
+            .prop_map(|(from, into, with_row)| Op::Fold { from, into, with_row }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+/// Small runs, chunks of an entry or two, merges of three runs taking several commits.
+fn small_runs() -> StoreOptions {
+    StoreOptions {
+        process_index: RunLimits {
+            flush_entries: 5,
+            chunk_bytes: 40,
+            fanout: 3,
+            merge_step_bytes: 60,
+        },
+        ..options(true)
+    }
+}
+
+fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
+    let mut by_key: std::collections::BTreeMap<(String, String), Vec<TraceId>> = Default::default();
+    for (id, (keys, traces)) in &model.rows {
+        for kv in keys {
+            by_key.entry(kv.clone()).or_default().push(*id);
+        }
+        for t in traces {
+            let found = store.process_of_trace(*t).unwrap().map(|r| r.id);
+            prop_assert_eq!(found, Some(*id), "trace {:?}", t);
+        }
+        let row = store.process(*id).unwrap().unwrap();
+        prop_assert_eq!(&row.keys.iter().cloned().collect::<BTreeSet<_>>(), keys);
+    }
+    for ((k, v), ids) in by_key {
+        let found: Vec<TraceId> =
+            store.processes_by_key(&k, &v, 10_000).unwrap().iter().map(|r| r.id).collect();
+        prop_assert_eq!(found, ids, "{}={}", k, v);
+    }
+    prop_assert!(store.processes_by_key("order.id", "never", 10).unwrap().is_empty());
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Keys and traces are found as the rows say through flushes to runs, merges of runs cut
+    /// into steps, folds and restarts; and merges keep the number of runs down.
+    #[test]
+    fn key_and_trace_lookups_hold_through_runs_merges_and_restarts(
+        ops in proptest::collection::vec(op(), 20..90)
+    ) {
+        let rt = runtime();
+        let dir = TempDir::new("process-runs").unwrap();
+        let mut store = Some(rt.block_on(Store::open(dir.path(), small_runs())).unwrap().0);
+        let mut model = Model::default();
+        let mut next = 1u128;
+        for op in ops {
+            let s = store.as_ref().unwrap();
+            let live: Vec<TraceId> = model.rows.keys().copied().collect();
+            match op {
+                Op::Start { joined, sku } => {
+                    let id = TraceId::from_bytes(next.to_be_bytes()).unwrap();
+                    let mut traces = vec![id];
+                    if joined {
+                        traces.push(TraceId::from_bytes((next | 1 << 100).to_be_bytes()).unwrap());
+                    }
+                    let keys = [("order.id".to_owned(), format!("o-{next}")), ("sku".to_owned(), format!("s-{sku}"))];
+                    next += 1;
+                    model.rows.insert(id, (keys.into_iter().collect(), traces));
+                    model.started.push(id);
+                    apply(s, vec![model.record(id, RecordState::Running)], vec![]);
+                }
+                Op::AddKey { process, value } if !model.started.is_empty() => {
+                    // Also to a process folded away: it reaches its new home by its trace.
+                    let id = model.started[process % model.started.len()];
+                    let kv = ("cart.id".to_owned(), format!("c-{value}"));
+                    if let Some(home) = model.home(id) {
+                        model.rows.get_mut(&home).unwrap().0.insert(kv.clone());
+                    }
+                    s.apply_processes(&ProcessChanges {
+                        keys: vec![(id, kv.0, kv.1)],
+                        ..ProcessChanges::default()
+                    }).unwrap();
+                }
+                Op::Complete { process } if !live.is_empty() => {
+                    let id = live[process % live.len()];
+                    apply(s, vec![model.record(id, RecordState::Completed)], vec![]);
+                }
+                Op::Fold { from, into, with_row } if live.len() >= 2 => {
+                    let from = live[from % live.len()];
+                    let into = live.iter().copied().filter(|i| *i != from).nth(into % (live.len() - 1)).unwrap();
+                    let (keys, traces) = model.rows.remove(&from).unwrap();
+                    let home = model.rows.get_mut(&into).unwrap();
+                    home.0.extend(keys);
+                    home.1.extend(traces);
+                    let records = if with_row { vec![model.record(into, RecordState::Running)] } else { vec![] };
+                    apply(s, records, vec![(from, into)]);
+                }
+                Op::Reopen => {
+                    drop(store.take());
+                    store = Some(rt.block_on(Store::open(dir.path(), small_runs())).unwrap().0);
+                }
+                _ => {}
+            }
+        }
+        let s = store.as_ref().unwrap();
+        check(s, &model)?;
+        // Every entry is one of at most about 4 per process; runs of 5, merged 3 at a time.
+        let runs = s.stats().process_index_runs;
+        prop_assert!(runs <= 16, "{} runs", runs);
+        drop(store.take());
+        let s = rt.block_on(Store::open(dir.path(), small_runs())).unwrap().0;
+        check(&s, &model)?;
+    }
 }
