@@ -573,7 +573,7 @@ fn trace_entry(trace_id: TraceId, process: TraceId) -> Vec<u8> {
 }
 
 /// Opens the key and trace indexes (in that order), first taking the B-trees of index version
-/// 1 into runs.
+/// 1 into runs; the index is then of the current version.
 pub(crate) fn open_indexes(
     index: &redb::Database,
     limits: RunLimits,
@@ -601,6 +601,10 @@ pub(crate) fn open_indexes(
     }
     idx(tx.delete_table(V1_KEYS), ctx)?;
     idx(tx.delete_table(V1_TRACES), ctx)?;
+    {
+        let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
+        idx(meta.insert(crate::store::META_VERSION, crate::store::INDEX_VERSION), ctx)?;
+    }
     idx(tx.commit(), ctx)?;
     Ok((keys, traces))
 }

@@ -33,8 +33,10 @@ pub const COMPACT_MIN_BLOCKS: usize = 4;
 /// ...and at most this many spans into one block.
 pub const COMPACT_MAX_SPANS: u64 = 500_000;
 
-/// Index format version, kept in the index's metadata table.
-pub const INDEX_VERSION: u64 = 1;
+/// Index format version, kept in the index's metadata table. Version 2 keeps the process
+/// table's key and trace entries in sorted runs; a version-1 index is taken to version 2 on
+/// open.
+pub const INDEX_VERSION: u64 = 2;
 
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Block id → (spans, bytes, min start, max start).
@@ -43,7 +45,7 @@ const BLOCKS: TableDefinition<'_, u64, (u64, u64, u64, u64)> = TableDefinition::
 const TRACE_BLOCKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("trace_blocks");
 const SERVICES: TableDefinition<'_, &str, ()> = TableDefinition::new("services");
 
-const META_VERSION: &str = "format_version";
+pub(crate) const META_VERSION: &str = "format_version";
 const META_FLUSHED_SEQ: &str = "flushed_seq";
 const META_NEXT_BLOCK: &str = "next_block_id";
 
@@ -1070,11 +1072,11 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
             None => {
                 idx(meta.insert(META_VERSION, INDEX_VERSION), "opening the index")?;
             }
-            Some(INDEX_VERSION) => {}
+            Some(1..=INDEX_VERSION) => {}
             Some(other) => {
                 return Err(StoreError::Corrupt {
                     message: format!(
-                        "{}: index format version {other}; this build reads version {INDEX_VERSION}",
+                        "{}: index format version {other}; this build reads versions 1 to {INDEX_VERSION}",
                         path.display()
                     ),
                 });

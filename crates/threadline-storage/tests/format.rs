@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 
+use redb::ReadableTable as _;
+
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 use threadline_ingest::convert::convert_otlp;
@@ -162,6 +164,39 @@ fn every_format_version_opens_and_reads_back() {
                 assert_eq!(store.trace(trace(seed, 1)).await.unwrap(), expected_trace(seed));
                 assert_eq!(store.search(&query(seed)).await.unwrap(), vec![trace(seed, 1)]);
             }
+
+            // Opened again (an older index was taken to the current version the first time),
+            // the process rows are still found by trace and by key.
+            drop(store);
+            let (store, _) = Store::open(dir.path(), options()).await.unwrap();
+            assert_eq!(store.process_of_trace(trace(2, 0)).unwrap(), Some(row()));
+            assert_eq!(store.processes_by_key("order.id", "o-1", 5).unwrap(), vec![row()]);
         }
+    });
+}
+
+#[test]
+fn an_index_of_a_later_version_is_refused_by_name() {
+    runtime().block_on(async {
+        let dir = TempDir::new("index-later").unwrap();
+        drop(Store::open(dir.path(), options()).await.unwrap());
+        {
+            let db = redb::Database::create(dir.path().join("index/threadline.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let meta = redb::TableDefinition::<&str, u64>::new("meta");
+                let mut meta = tx.open_table(meta).unwrap();
+                let current = meta.get("format_version").unwrap().unwrap().value();
+                assert_eq!(current, threadline_storage::store::INDEX_VERSION);
+                meta.insert("format_version", current + 1).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let Err(e) = Store::open(dir.path(), options()).await else {
+            panic!("an index of a later version opened");
+        };
+        let text = e.to_string();
+        let next = threadline_storage::store::INDEX_VERSION + 1;
+        assert!(text.contains(&format!("index format version {next}")), "{text}");
     });
 }
