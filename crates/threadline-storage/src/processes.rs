@@ -675,8 +675,19 @@ impl Store {
                     to.traces.extend(old.traces.iter().chain([from]).filter(|t| *t != into));
                 }
             }
+            // A key for a process folded away in this same group goes to its new home.
+            let folded: HashMap<TraceId, TraceId> = changes.removed.iter().copied().collect();
+            let home = |mut id: TraceId| {
+                for _ in 0..folded.len() {
+                    match folded.get(&id) {
+                        Some(next) => id = *next,
+                        None => break,
+                    }
+                }
+                id
+            };
             for (id, key, value) in &changes.keys {
-                added.entry(*id).or_default().keys.push((key.clone(), value.clone()));
+                added.entry(home(*id)).or_default().keys.push((key.clone(), value.clone()));
             }
             for record in &changes.records {
                 match added.remove(&record.id) {
@@ -691,8 +702,13 @@ impl Store {
             // Additions to a process with no new row here: made to its stored row, found by id
             // or, for a process folded away meanwhile, by its trace.
             for (id, more) in added {
-                let entries = tables.traces.lookup_in(&tx, id.as_bytes())?;
-                let row = row_of_trace(&tables.rows, &entries, id, ctx)?;
+                let row = match tables.get(id)? {
+                    Some(row) => Some(row),
+                    None => {
+                        let entries = tables.traces.lookup_in(&tx, id.as_bytes())?;
+                        row_of_trace(&tables.rows, &entries, id, ctx)?
+                    }
+                };
                 if let Some(mut row) = row {
                     more.apply(&mut row);
                     tables.upsert(&row)?;

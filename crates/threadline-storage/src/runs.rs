@@ -209,7 +209,13 @@ impl RunIndex {
 
     /// Starts the one writer's work for a transaction; other writers wait.
     pub(crate) fn session(&self) -> RunSession<'_> {
-        RunSession { index: self, writer: self.writer.lock(), added: Vec::new(), after: None }
+        RunSession {
+            index: self,
+            writer: self.writer.lock(),
+            added: Vec::new(),
+            pending: Vec::new(),
+            after: None,
+        }
     }
 
     /// Entries in memory starting with `prefix`.
@@ -303,7 +309,9 @@ where
 pub(crate) struct RunSession<'i> {
     index: &'i RunIndex,
     writer: MutexGuard<'i, Writer>,
+    /// This session's entries, encoded for the log and as they go into memory.
     added: Vec<u8>,
+    pending: Vec<Box<[u8]>>,
     after: Option<AfterCommit>,
 }
 
@@ -316,13 +324,14 @@ struct AfterCommit {
 }
 
 impl RunSession<'_> {
-    /// Adds an entry; lookups see it at once (before the commit: readers check entries
-    /// against rows, which they see only once committed).
+    /// Adds an entry: this session's lookups see it at once, others from
+    /// [`RunSession::finish`] on (before the commit: readers check entries against rows, which
+    /// they see only once committed).
     pub(crate) fn add(&mut self, entry: Vec<u8>) {
         put_len(&mut self.added, 0);
         put_len(&mut self.added, entry.len());
         self.added.extend_from_slice(&entry);
-        self.index.memory.write().insert(entry.into_boxed_slice());
+        self.pending.push(entry.into_boxed_slice());
     }
 
     /// Entries starting with `prefix` as `tx` sees them, this session's included.
@@ -334,6 +343,7 @@ impl RunSession<'_> {
         let ctx = "reading a sorted-run index";
         let mut out = Vec::new();
         self.index.in_memory(prefix, &mut out);
+        out.extend(self.pending.iter().filter(|e| e.starts_with(prefix)).map(|e| e.to_vec()));
         let view = View {
             chunks: idx(tx.open_table(self.index.tables.chunks()), ctx)?,
             runs: idx(tx.open_table(self.index.tables.runs()), ctx)?,
@@ -354,6 +364,8 @@ impl RunSession<'_> {
         if !self.added.is_empty() {
             let number = idx(log.last(), ctx)?.map_or(1, |(k, _)| k.value() + 1);
             idx(log.insert(number, self.added.as_slice()), ctx)?;
+            let mut memory = self.index.memory.write();
+            memory.extend(self.pending.drain(..));
         }
         let limits = self.index.limits;
         let mut flushed = false;

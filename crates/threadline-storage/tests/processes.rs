@@ -338,10 +338,24 @@ impl Model {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Start { joined: bool, sku: u8 },
-    AddKey { process: usize, value: u8 },
-    Complete { process: usize },
-    Fold { from: usize, into: usize, with_row: bool },
+    Start {
+        joined: bool,
+        sku: u8,
+    },
+    AddKey {
+        process: usize,
+        value: u8,
+    },
+    Complete {
+        process: usize,
+    },
+    /// With `key`, a key for the folded process arrives in the same group.
+    Fold {
+        from: usize,
+        into: usize,
+        with_row: bool,
+        key: Option<u8>,
+    },
     Reopen,
 }
 
@@ -350,8 +364,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<bool>(), 0..4u8).prop_map(|(joined, sku)| Op::Start { joined, sku }),
         2 => (any::<usize>(), 0..3u8).prop_map(|(process, value)| Op::AddKey { process, value }),
         1 => any::<usize>().prop_map(|process| Op::Complete { process }),
-        1 => (any::<usize>(), any::<usize>(), any::<bool>())
-            .prop_map(|(from, into, with_row)| Op::Fold { from, into, with_row }),
+        1 => (any::<usize>(), any::<usize>(), any::<bool>(), proptest::option::of(0..3u8))
+            .prop_map(|(from, into, with_row, key)| Op::Fold { from, into, with_row, key }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -436,15 +450,25 @@ proptest! {
                     let id = live[process % live.len()];
                     apply(s, vec![model.record(id, RecordState::Completed)], vec![]);
                 }
-                Op::Fold { from, into, with_row } if live.len() >= 2 => {
+                Op::Fold { from, into, with_row, key } if live.len() >= 2 => {
                     let from = live[from % live.len()];
                     let into = live.iter().copied().filter(|i| *i != from).nth(into % (live.len() - 1)).unwrap();
                     let (keys, traces) = model.rows.remove(&from).unwrap();
                     let home = model.rows.get_mut(&into).unwrap();
                     home.0.extend(keys);
                     home.1.extend(traces);
+                    let keys: Vec<(TraceId, String, String)> =
+                        key.map(|v| (from, "cart.id".to_owned(), format!("c-{v}"))).into_iter().collect();
+                    for (_, k, v) in &keys {
+                        home.0.insert((k.clone(), v.clone()));
+                    }
                     let records = if with_row { vec![model.record(into, RecordState::Running)] } else { vec![] };
-                    apply(s, records, vec![(from, into)]);
+                    s.apply_processes(&ProcessChanges {
+                        records,
+                        removed: vec![(from, into)],
+                        keys,
+                        ..ProcessChanges::default()
+                    }).unwrap();
                 }
                 Op::Reopen => {
                     drop(store.take());
