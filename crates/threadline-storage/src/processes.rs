@@ -686,17 +686,8 @@ impl Store {
                 }
                 id
             };
-            // Most keys found are already in the new version of their process's row.
-            let versions: HashMap<TraceId, &ProcessRecord> =
-                changes.records.iter().map(|r| (r.id, r)).collect();
             for (id, key, value) in &changes.keys {
-                let id = home(*id);
-                let listed = versions
-                    .get(&id)
-                    .is_some_and(|r| r.keys.iter().any(|(k, v)| k == key && v == value));
-                if !listed {
-                    added.entry(id).or_default().keys.push((key.clone(), value.clone()));
-                }
+                added.entry(home(*id)).or_default().keys.push((key.clone(), value.clone()));
             }
             for record in &changes.records {
                 match added.remove(&record.id) {
