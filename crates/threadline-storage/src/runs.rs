@@ -36,7 +36,8 @@ use crate::store::idx;
 /// to go through every case with few entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunLimits {
-    /// Entries kept in memory (and in the log) before they are written out as a run.
+    /// Entries kept in memory (and in the log) before they are written out as a run (at
+    /// least 1).
     pub flush_entries: usize,
     /// A chunk is closed once its encoded entries reach this size.
     pub chunk_bytes: usize,
@@ -132,7 +133,11 @@ impl RunIndex {
         tables: RunTables,
         limits: RunLimits,
     ) -> Result<Self, StoreError> {
-        let limits = RunLimits { fanout: limits.fanout.max(2), ..limits };
+        let limits = RunLimits {
+            flush_entries: limits.flush_entries.max(1),
+            fanout: limits.fanout.max(2),
+            ..limits
+        };
         let ctx = "opening a sorted-run index";
         let log = idx(tx.open_table(tables.log()), ctx)?;
         let runs = idx(tx.open_table(tables.runs()), ctx)?;
