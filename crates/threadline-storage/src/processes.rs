@@ -538,8 +538,7 @@ impl Tables<'_, '_> {
 }
 
 /// The stored row of the process `trace_id` belongs to: the process named after it if there
-/// is one, else the first
-/// its trace entries (`entries`) lead to that lists it.
+/// is one, else the first that its trace entries (`entries`) lead to and that lists it.
 fn row_of_trace(
     rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
     entries: &[Vec<u8>],
@@ -572,23 +571,39 @@ fn trace_entry(trace_id: TraceId, process: TraceId) -> Vec<u8> {
     out
 }
 
-/// Opens the key and trace indexes (in that order), first taking the B-trees of index version
-/// 1 into runs; the index is then of the current version.
+/// Opens the key and trace indexes (in that order). An index of `version` 1 first has its
+/// B-trees taken into runs, and is then of the current version.
 pub(crate) fn open_indexes(
     index: &redb::Database,
+    version: u64,
     limits: RunLimits,
 ) -> Result<(RunIndex, RunIndex), StoreError> {
     let ctx = "opening the process indexes";
     let tx = idx(index.begin_write(), ctx)?;
     let keys = RunIndex::open(&tx, KEY_RUNS, limits)?;
     let traces = RunIndex::open(&tx, TRACE_RUNS, limits)?;
+    if version == 1 {
+        upgrade_v1(&tx, &keys, &traces)?;
+    }
+    idx(tx.commit(), ctx)?;
+    Ok((keys, traces))
+}
+
+/// Takes the key and trace B-trees of index version 1 into one run each, deletes them, and
+/// records the current version.
+fn upgrade_v1(
+    tx: &redb::WriteTransaction,
+    keys: &RunIndex,
+    traces: &RunIndex,
+) -> Result<(), StoreError> {
+    let ctx = "taking a version-1 index to the current version";
     {
         let v1 = idx(tx.open_table(V1_KEYS), ctx)?;
         let mut entries = Vec::new();
         for entry in idx(v1.iter(), ctx)? {
             entries.push(idx(entry, ctx)?.0.value().to_vec());
         }
-        keys.import(&tx, entries)?;
+        keys.import(tx, entries)?;
     }
     {
         let v1 = idx(tx.open_table(V1_TRACES), ctx)?;
@@ -597,7 +612,7 @@ pub(crate) fn open_indexes(
             let (k, v) = idx(entry, ctx)?;
             entries.push([k.value(), v.value()].concat());
         }
-        traces.import(&tx, entries)?;
+        traces.import(tx, entries)?;
     }
     idx(tx.delete_table(V1_KEYS), ctx)?;
     idx(tx.delete_table(V1_TRACES), ctx)?;
@@ -605,8 +620,7 @@ pub(crate) fn open_indexes(
         let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
         idx(meta.insert(crate::store::META_VERSION, crate::store::INDEX_VERSION), ctx)?;
     }
-    idx(tx.commit(), ctx)?;
-    Ok((keys, traces))
+    Ok(())
 }
 
 /// Keys and traces a row gains besides its new version.

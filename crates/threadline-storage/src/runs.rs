@@ -7,12 +7,14 @@
 //!
 //! - each commit's new entries are logged together as one value (`<name>_log`: number →
 //!   entries) and kept in memory, in order;
-//! - once memory holds [`RunLimits::flush_entries`], they are written out in order as a *run*: chunks of
-//!   about [`RunLimits::chunk_bytes`] (`<name>_chunks`: run id ‖ first entry → entries), listed in
-//!   `<name>_runs` (run id → (level, entries)); the log is emptied in the same transaction;
+//! - once memory holds [`RunLimits::flush_entries`], they are written out in order as a *run*:
+//!   chunks of about [`RunLimits::chunk_bytes`] (`<name>_chunks`: run id ‖ first entry →
+//!   entries), listed in `<name>_runs` (run id → (level, entries)); the log is emptied in the
+//!   same transaction;
 //! - [`RunLimits::fanout`] runs of one level are merged into one run of the next level, a
-//!   bounded step per commit ([`RunLimits::merge_step_bytes`] read), so that no commit waits long for a merge. The
-//!   run being written is listed only once complete, in the transaction that drops its inputs.
+//!   bounded step per commit ([`RunLimits::merge_step_bytes`] read), so that no commit waits
+//!   long for a merge. The run being written is listed only once complete, in the transaction
+//!   that drops its inputs.
 //!
 //! Entries are only ever added. One that no longer holds (its process was folded into another)
 //! stays, and readers check every entry against the row it leads to. An entry may also be
@@ -92,7 +94,7 @@ pub(crate) struct RunIndex {
     listed: AtomicU64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Writer {
     next_run: u64,
     merge: Option<Merge>,
@@ -192,19 +194,11 @@ impl RunIndex {
         let mut chunks = idx(tx.open_table(self.tables.chunks()), ctx)?;
         let mut runs = idx(tx.open_table(self.tables.runs()), ctx)?;
         let run = writer.next_run;
-        let mut chunk = ChunkBuilder::default();
-        let mut count = 0u64;
-        for entry in entries {
-            chunk.push(&entry);
-            count += 1;
-            if chunk.bytes.len() >= self.limits.chunk_bytes {
-                chunk.write(&mut chunks, run, ctx)?;
-            }
-        }
+        let chunk_bytes = self.limits.chunk_bytes;
+        let count = write_chunks(&mut chunks, run, entries, chunk_bytes, ctx)?;
         if count == 0 {
             return Ok(());
         }
-        chunk.write(&mut chunks, run, ctx)?;
         idx(runs.insert(run, (level_for(count, self.limits), count)), ctx)?;
         writer.next_run += 1;
         // Counted now: the caller commits or the store does not open.
@@ -380,15 +374,8 @@ impl RunSession<'_> {
             if memory.len() >= limits.flush_entries {
                 let run = next_run;
                 next_run += 1;
-                let mut chunk = ChunkBuilder::default();
-                for entry in memory.iter() {
-                    chunk.push(entry);
-                    if chunk.bytes.len() >= limits.chunk_bytes {
-                        chunk.write(&mut chunks, run, ctx)?;
-                    }
-                }
-                chunk.write(&mut chunks, run, ctx)?;
-                idx(runs.insert(run, (0, memory.len() as u64)), ctx)?;
+                let count = write_chunks(&mut chunks, run, memory.iter(), limits.chunk_bytes, ctx)?;
+                idx(runs.insert(run, (0, count)), ctx)?;
                 idx(log.retain(|_, _| false), ctx)?;
                 flushed = true;
                 listed += 1;
@@ -574,6 +561,27 @@ impl ChunkBuilder {
         self.bytes.clear();
         Ok(())
     }
+}
+
+/// Writes `entries` (in order, each once) as the chunks of `run`; returns how many there were.
+fn write_chunks(
+    chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
+    run: u64,
+    entries: impl IntoIterator<Item = impl AsRef<[u8]>>,
+    chunk_bytes: usize,
+    ctx: &str,
+) -> Result<u64, StoreError> {
+    let mut chunk = ChunkBuilder::default();
+    let mut count = 0u64;
+    for entry in entries {
+        chunk.push(entry.as_ref());
+        count += 1;
+        if chunk.bytes.len() >= chunk_bytes {
+            chunk.write(chunks, run, ctx)?;
+        }
+    }
+    chunk.write(chunks, run, ctx)?;
+    Ok(count)
 }
 
 /// Calls `each` with every entry of an encoded chunk (or log record), in order.

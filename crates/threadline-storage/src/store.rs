@@ -333,10 +333,16 @@ impl Store {
                 opened.index_problem = None;
             }
         }
-        let IndexState { flushed: flushed_seq, applied, next_block, blocks: block_rows, services } =
-            read_index_state(&index, &index_path)?;
+        let IndexState {
+            version,
+            flushed: flushed_seq,
+            applied,
+            next_block,
+            blocks: block_rows,
+            services,
+        } = read_index_state(&index, &index_path)?;
         let (process_keys, process_traces) =
-            crate::processes::open_indexes(&index, options.process_index)?;
+            crate::processes::open_indexes(&index, version, options.process_index)?;
         // Without process tracking, what is in blocks needs no replay to the engine.
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
         let mut blocks = HashMap::new();
@@ -1054,6 +1060,8 @@ async fn rebuild_index(
 }
 
 struct IndexState {
+    /// The format version the index was written in.
+    version: u64,
     flushed: u64,
     applied: u64,
     next_block: u64,
@@ -1065,14 +1073,16 @@ struct IndexState {
 /// creating its tables (and version) on first open.
 fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreError> {
     let tx = idx(index.begin_write(), "opening the index")?;
+    let version;
     {
         let mut meta = idx(tx.open_table(META), "opening the index")?;
-        let version = idx(meta.get(META_VERSION), "opening the index")?.map(|v| v.value());
-        match version {
+        let found = idx(meta.get(META_VERSION), "opening the index")?.map(|v| v.value());
+        version = match found {
             None => {
                 idx(meta.insert(META_VERSION, INDEX_VERSION), "opening the index")?;
+                INDEX_VERSION
             }
-            Some(1..=INDEX_VERSION) => {}
+            Some(v @ 1..=INDEX_VERSION) => v,
             Some(other) => {
                 return Err(StoreError::Corrupt {
                     message: format!(
@@ -1081,7 +1091,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
                     ),
                 });
             }
-        }
+        };
         idx(tx.open_table(BLOCKS), "opening the index")?;
         idx(tx.open_table(TRACE_BLOCKS), "opening the index")?;
         idx(tx.open_table(SERVICES), "opening the index")?;
@@ -1114,7 +1124,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         let (name, _) = idx(entry, "reading services")?;
         services.push(name.value().to_owned());
     }
-    Ok(IndexState { flushed, applied, next_block, blocks, services })
+    Ok(IndexState { version, flushed, applied, next_block, blocks, services })
 }
 
 impl From<WalError> for StoreError {
