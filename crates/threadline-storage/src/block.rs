@@ -15,8 +15,8 @@ use arrow_array::builder::{FixedSizeBinaryBuilder, StringBuilder, UInt32Builder,
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, FixedSizeBinaryArray, GenericListArray, ListArray,
-    RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, DictionaryArray, FixedSizeBinaryArray,
+    GenericListArray, ListArray, RecordBatch, StringArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use bytes::Bytes;
@@ -382,14 +382,31 @@ impl<'a, T> Distinct<'a, T> {
     }
 }
 
-/// `columns` (one row per distinct value) gathered into one row per span.
+/// How [`to_batch`] lays out the resource and scope columns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// One value per span, as the block schema has them (for readers of the batch).
+    Gathered,
+    /// Text columns as dictionaries over the distinct values, for the Parquet writer, which
+    /// stores them as the plain text the schema declares: it then hashes and compares a few
+    /// hot values instead of a copy of them per span.
+    Dictionary,
+}
+
+/// `columns` (one row per distinct value) as one row per span: text columns as dictionaries
+/// if `shared` says so, every other column gathered.
 fn gather<const N: usize>(
     columns: [ArrayRef; N],
     rows: &UInt32Array,
+    shared: Shared,
 ) -> Result<[ArrayRef; N], arrow_schema::ArrowError> {
     let mut out = columns;
     for column in &mut out {
-        *column = arrow_select::take::take(column.as_ref(), rows, None)?;
+        *column = if shared == Shared::Dictionary && column.data_type() == &DataType::Utf8 {
+            Arc::new(DictionaryArray::<UInt32Type>::try_new(rows.clone(), Arc::clone(column))?)
+        } else {
+            arrow_select::take::take(column.as_ref(), rows, None)?
+        };
     }
     Ok(out)
 }
@@ -397,7 +414,8 @@ fn gather<const N: usize>(
 /// The record batch of `spans` in the block schema, in the order given: how spans not yet in
 /// a block are read alongside blocks (by SQL, for one).
 pub fn record_batch(spans: &[&Span]) -> Result<RecordBatch, BlockError> {
-    to_batch(spans).map_err(|source| BlockError::Arrow { path: "(head)".to_owned(), source })
+    to_batch(spans, Shared::Gathered)
+        .map_err(|source| BlockError::Arrow { path: "(head)".to_owned(), source })
 }
 
 /// Appends the JSON `write` makes as the next value of `builder`, through the reused `text`.
@@ -408,7 +426,7 @@ fn append_json(builder: &mut StringBuilder, text: &mut String, write: impl FnOnc
 }
 
 /// Builds the record batch of `spans` (in the order given).
-fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = spans.len();
     let mut trace_id = FixedSizeBinaryBuilder::with_capacity(n, 16);
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
@@ -477,6 +495,7 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
             Arc::new(resource_schema.finish()),
         ],
         &resources.rows(),
+        shared,
     )?;
     let (mut scope_name, mut scope_version) = (StringBuilder::new(), StringBuilder::new());
     let (mut scope_attributes, mut scope_dropped) = (StringBuilder::new(), UInt32Builder::new());
@@ -499,6 +518,7 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
             Arc::new(scope_schema.finish()),
         ],
         &scopes.rows(),
+        shared,
     )?;
     let [service, resource_attributes, resource_dropped, resource_schema] = resource;
     let [scope_name, scope_version, scope_attributes, scope_dropped, scope_schema] = scope;
@@ -530,7 +550,19 @@ fn to_batch(spans: &[&Span]) -> Result<RecordBatch, arrow_schema::ArrowError> {
         scope_dropped,
         scope_schema,
     ];
-    RecordBatch::try_new(schema(), columns)
+    let schema = match shared {
+        Shared::Gathered => schema(),
+        Shared::Dictionary => Arc::new(Schema::new(
+            columns
+                .iter()
+                .zip(schema().fields())
+                .map(|(column, field)| {
+                    field.as_ref().clone().with_data_type(column.data_type().clone())
+                })
+                .collect::<Vec<_>>(),
+        )),
+    };
+    RecordBatch::try_new(schema, columns)
 }
 
 fn writer_properties() -> WriterProperties {
@@ -608,7 +640,8 @@ fn encode_sorted(spans: &[&Span]) -> Result<Bytes, BlockError> {
     let mut writer = ArrowWriter::try_new(&mut out, schema(), Some(writer_properties()))
         .map_err(|source| BlockError::Parquet { path: path(), source })?;
     for chunk in spans.chunks(ROW_GROUP_ROWS) {
-        let batch = to_batch(chunk).map_err(|source| BlockError::Arrow { path: path(), source })?;
+        let batch = to_batch(chunk, Shared::Dictionary)
+            .map_err(|source| BlockError::Arrow { path: path(), source })?;
         writer.write(&batch).map_err(|source| BlockError::Parquet { path: path(), source })?;
     }
     writer.close().map_err(|source| BlockError::Parquet { path: path(), source })?;
