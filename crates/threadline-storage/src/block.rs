@@ -492,7 +492,7 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
             trace_state.append_value(&span.trace_state);
             flags.append_value(span.flags);
             append_json(&mut attributes, &mut text, |t| {
-                json::write_attributes(t, &span.attributes)
+                json::write_attributes(t, &span.attributes);
             });
             dropped_attributes.append_value(span.dropped_attributes_count);
             append_json(&mut events, &mut text, |t| json::write_events(t, &span.events));
