@@ -172,7 +172,7 @@ impl From<&AnyValue> for ValueView {
     fn from(value: &AnyValue) -> Self {
         let mut view = ValueView::default();
         match value {
-            AnyValue::String(s) => view.string_value = Some(s.clone()),
+            AnyValue::String(s) => view.string_value = Some(s.to_string()),
             AnyValue::Bool(b) => view.bool_value = Some(*b),
             AnyValue::Int(i) => view.int_value = Some(i.to_string()),
             AnyValue::Double(d) => {
@@ -204,7 +204,7 @@ impl From<&AnyValue> for ValueView {
 fn key_values(attributes: &[KeyValue]) -> Vec<KeyValueView> {
     attributes
         .iter()
-        .map(|kv| KeyValueView { key: kv.key.clone(), value: (&kv.value).into() })
+        .map(|kv| KeyValueView { key: kv.key.to_string(), value: (&kv.value).into() })
         .collect()
 }
 

@@ -1,11 +1,18 @@
 //! Attribute values: the OpenTelemetry `AnyValue` model (strings, booleans, 64-bit integers,
 //! doubles, bytes, arrays and key-value lists).
+//!
+//! Attribute keys and string values are [`Text`]: most are short (`http.request.method`,
+//! `POST`, an order id), and a string of up to 24 bytes is kept inline, so decoding a span
+//! allocates for none of them, and writing it out reads them where the attribute is.
+
+/// A string kept inline up to 24 bytes, on the heap beyond; derefs to `str`.
+pub type Text = compact_str::CompactString;
 
 /// One attribute value. `Empty` is the OpenTelemetry empty value (an `AnyValue` with nothing
 /// set), kept so that nothing a client sent is silently changed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnyValue {
-    String(String),
+    String(Text),
     Bool(bool),
     Int(i64),
     Double(f64),
@@ -27,13 +34,13 @@ impl AnyValue {
 
 impl From<&str> for AnyValue {
     fn from(value: &str) -> Self {
-        AnyValue::String(value.to_owned())
+        AnyValue::String(Text::from(value))
     }
 }
 
 impl From<String> for AnyValue {
     fn from(value: String) -> Self {
-        AnyValue::String(value)
+        AnyValue::String(Text::from(value))
     }
 }
 
@@ -58,12 +65,12 @@ impl From<f64> for AnyValue {
 /// A named attribute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyValue {
-    pub key: String,
+    pub key: Text,
     pub value: AnyValue,
 }
 
 impl KeyValue {
-    pub fn new(key: impl Into<String>, value: impl Into<AnyValue>) -> Self {
+    pub fn new(key: impl Into<Text>, value: impl Into<AnyValue>) -> Self {
         Self { key: key.into(), value: value.into() }
     }
 }

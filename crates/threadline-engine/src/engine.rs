@@ -1096,7 +1096,7 @@ impl Engine {
         // Borrowed until known to be new: most spans repeat their process's keys.
         let mut key_ids: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::new();
         for kv in &span.attributes {
-            if keys::is_default_key(&kv.key) || self.key_names.contains(&kv.key) {
+            if keys::is_default_key(&kv.key) || self.key_names.contains(kv.key.as_str()) {
                 let value = match &kv.value {
                     AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
                     AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),

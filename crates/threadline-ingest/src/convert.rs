@@ -315,7 +315,7 @@ fn status_code(code: i32) -> Result<StatusCode, SpanError> {
 fn key_values(attributes: Vec<pb_common::KeyValue>) -> Vec<KeyValue> {
     attributes
         .into_iter()
-        .map(|kv| KeyValue { key: kv.key, value: any_value(kv.value.and_then(|v| v.value)) })
+        .map(|kv| KeyValue { key: kv.key.into(), value: any_value(kv.value.and_then(|v| v.value)) })
         .collect()
 }
 
@@ -323,7 +323,7 @@ fn any_value(value: Option<pb_common::any_value::Value>) -> AnyValue {
     use pb_common::any_value::Value;
     match value {
         None => AnyValue::Empty,
-        Some(Value::StringValue(s)) => AnyValue::String(s),
+        Some(Value::StringValue(s)) => AnyValue::String(s.into()),
         Some(Value::BoolValue(b)) => AnyValue::Bool(b),
         Some(Value::IntValue(i)) => AnyValue::Int(i),
         Some(Value::DoubleValue(d)) => AnyValue::Double(d),

@@ -1,6 +1,7 @@
 //! OTLP protobuf export requests read straight into validated core spans, with no generated
-//! message types in between: every string is allocated once, in its final place, and every
-//! list at its final size.
+//! message types in between: every string is written once, in its final place (attribute keys
+//! and string values of up to 24 bytes inline, with no allocation), and every list is
+//! allocated at its final size.
 //!
 //! The rules are protobuf's, as the generated types apply them: fields in any order, unknown
 //! fields (groups included) skipped, a singular message given twice merged into one, a
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use threadline_core::span::{Event, Resource, Scope};
-use threadline_core::value::{AnyValue, KeyValue};
+use threadline_core::value::{AnyValue, KeyValue, Text};
 
 use crate::convert::{self, Decoded, LinkParts, SpanParts};
 
@@ -239,10 +240,19 @@ fn each_field<'a>(
 
 #[inline]
 fn string(r: &mut Reader<'_>, wire_type: u8, name: &'static str) -> Result<String> {
-    let read = |r: &mut Reader<'_>| {
+    str_field(r, wire_type, name).map(str::to_owned)
+}
+
+/// A string field as [`Text`]: inline, with no allocation, when short.
+fn text(r: &mut Reader<'_>, wire_type: u8, name: &'static str) -> Result<Text> {
+    str_field(r, wire_type, name).map(Text::from)
+}
+
+fn str_field<'a>(r: &mut Reader<'a>, wire_type: u8, name: &'static str) -> Result<&'a str> {
+    let read = |r: &mut Reader<'a>| {
         expect(wire_type, LEN)?;
         let bytes = r.len_delimited()?;
-        std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| WireError::new(Reason::Utf8))
+        std::str::from_utf8(bytes).map_err(|_| WireError::new(Reason::Utf8))
     };
     read(r).map_err(|e| e.within(name))
 }
@@ -596,10 +606,10 @@ fn push_key_value(
 }
 
 fn key_value(body: &[u8], depth: u32) -> Result<KeyValue> {
-    let mut key = String::new();
+    let mut key = Text::default();
     let mut value = AnyValue::Empty;
     each_field(body, |field, wire_type, r| match field {
-        1 => string(r, wire_type, "key").map(|s| key = s),
+        1 => text(r, wire_type, "key").map(|s| key = s),
         2 => message(r, wire_type)
             .and_then(|m| merge_any_value(m, &mut value, nested(depth)?))
             .map_err(|e| e.within("value")),
@@ -613,7 +623,7 @@ fn key_value(body: &[u8], depth: u32) -> Result<KeyValue> {
 fn merge_any_value(body: &[u8], value: &mut AnyValue, depth: u32) -> Result<()> {
     each_field(body, |field, wire_type, r| {
         match field {
-            1 => *value = AnyValue::String(string(r, wire_type, "stringValue")?),
+            1 => *value = AnyValue::String(text(r, wire_type, "stringValue")?),
             2 => *value = AnyValue::Bool(varint(r, wire_type, "boolValue")? != 0),
             3 => *value = AnyValue::Int(int64(r, wire_type, "intValue")?),
             4 => *value = AnyValue::Double(f64::from_bits(fixed64(r, wire_type, "doubleValue")?)),

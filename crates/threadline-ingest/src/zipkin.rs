@@ -112,8 +112,10 @@ fn convert_span(
         Arc::new(Scope { name: scope_key.0, version: scope_key.1, ..Scope::default() })
     }));
 
-    let mut attributes: Vec<KeyValue> =
-        tags.into_iter().map(|(k, v)| KeyValue { key: k, value: AnyValue::String(v) }).collect();
+    let mut attributes: Vec<KeyValue> = tags
+        .into_iter()
+        .map(|(k, v)| KeyValue { key: k.into(), value: AnyValue::String(v.into()) })
+        .collect();
     if let Some(local) = &span.local_endpoint {
         endpoint_attributes(local, "network.local.address", "network.local.port", &mut attributes);
     }

@@ -48,7 +48,7 @@ pub(crate) fn millis(nanos: u64) -> f64 {
 /// JSON, bytes in base64, arrays and key-value lists as JSON.
 pub(crate) fn render(value: &AnyValue) -> String {
     match value {
-        AnyValue::String(s) => s.clone(),
+        AnyValue::String(s) => s.to_string(),
         AnyValue::Empty => String::new(),
         AnyValue::Bytes(b) => base64::engine::general_purpose::STANDARD.encode(b),
         other => to_json(other).to_string(),
@@ -58,7 +58,7 @@ pub(crate) fn render(value: &AnyValue) -> String {
 fn to_json(value: &AnyValue) -> serde_json::Value {
     use serde_json::Value;
     match value {
-        AnyValue::String(s) => Value::String(s.clone()),
+        AnyValue::String(s) => Value::String(s.to_string()),
         AnyValue::Bool(b) => Value::Bool(*b),
         AnyValue::Int(i) => Value::from(*i),
         AnyValue::Double(d) => serde_json::Number::from_f64(*d)
@@ -66,7 +66,7 @@ fn to_json(value: &AnyValue) -> serde_json::Value {
         AnyValue::Bytes(b) => Value::String(base64::engine::general_purpose::STANDARD.encode(b)),
         AnyValue::Array(items) => Value::Array(items.iter().map(to_json).collect()),
         AnyValue::KvList(kvs) => {
-            Value::Object(kvs.iter().map(|kv| (kv.key.clone(), to_json(&kv.value))).collect())
+            Value::Object(kvs.iter().map(|kv| (kv.key.to_string(), to_json(&kv.value))).collect())
         }
         AnyValue::Empty => Value::Null,
     }

@@ -241,7 +241,7 @@ fn otlp_json(spans: &[Span]) -> Value {
     }
     let attributes = |kvs: &[KeyValue]| -> Value {
         kvs.iter()
-            .map(|kv| json!({ "key": kv.key, "value": threadline_api_types::ValueView::from(&kv.value) }))
+            .map(|kv| json!({ "key": kv.key.as_str(), "value": threadline_api_types::ValueView::from(&kv.value) }))
             .collect()
     };
     let resource_spans: Vec<Value> = groups
@@ -548,7 +548,7 @@ struct Tag {
 
 fn tag(kv: &KeyValue) -> Tag {
     let (kind, value) = match &kv.value {
-        AnyValue::String(s) => ("string", json!(s)),
+        AnyValue::String(s) => ("string", json!(s.as_str())),
         AnyValue::Bool(b) => ("bool", json!(b)),
         AnyValue::Int(i) => ("int64", json!(i)),
         AnyValue::Double(d) => ("float64", json!(d)),
@@ -561,7 +561,7 @@ fn tag(kv: &KeyValue) -> Tag {
             ("string", json!(serde_json::to_string(&view).unwrap_or_default()))
         }
     };
-    Tag { key: kv.key.clone(), kind, value }
+    Tag { key: kv.key.to_string(), kind, value }
 }
 
 fn string_tag(key: &str, value: &str) -> Tag {

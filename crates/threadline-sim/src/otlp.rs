@@ -12,7 +12,7 @@ use threadline_proto::opentelemetry::proto::trace::v1 as pb;
 fn value(v: &AnyValue) -> pb_common::AnyValue {
     use pb_common::any_value::Value;
     let value = match v {
-        AnyValue::String(s) => Some(Value::StringValue(s.clone())),
+        AnyValue::String(s) => Some(Value::StringValue(s.to_string())),
         AnyValue::Bool(b) => Some(Value::BoolValue(*b)),
         AnyValue::Int(i) => Some(Value::IntValue(*i)),
         AnyValue::Double(d) => Some(Value::DoubleValue(*d)),
@@ -30,7 +30,7 @@ fn value(v: &AnyValue) -> pb_common::AnyValue {
 
 fn attributes(kvs: &[KeyValue]) -> Vec<pb_common::KeyValue> {
     kvs.iter()
-        .map(|kv| pb_common::KeyValue { key: kv.key.clone(), value: Some(value(&kv.value)) })
+        .map(|kv| pb_common::KeyValue { key: kv.key.to_string(), value: Some(value(&kv.value)) })
         .collect()
 }
 

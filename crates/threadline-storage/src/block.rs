@@ -283,7 +283,7 @@ mod v1 {
             let missing =
                 || format!("attribute {:?} of type {} has no value", key.value(at), kind.value(at));
             let value = match kind.value(at) {
-                "string" => AnyValue::String(opt_str(s, at).ok_or_else(missing)?.to_owned()),
+                "string" => AnyValue::String(opt_str(s, at).ok_or_else(missing)?.into()),
                 "int" => {
                     AnyValue::Int(if i.is_null(at) { return Err(missing()) } else { i.value(at) })
                 }
@@ -304,7 +304,7 @@ mod v1 {
                 "empty" => AnyValue::Empty,
                 other => return Err(format!("unknown attribute type {other:?}")),
             };
-            out.push(KeyValue { key: key.value(at).to_owned(), value });
+            out.push(KeyValue { key: key.value(at).into(), value });
         }
         Ok(out)
     }

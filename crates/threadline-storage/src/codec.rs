@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use threadline_core::id::{SpanId, TraceId};
 use threadline_core::span::{Event, Link, Resource, Scope, Span, SpanKind, Status, StatusCode};
-use threadline_core::value::{AnyValue, KeyValue};
+use threadline_core::value::{AnyValue, KeyValue, Text};
 
 /// The encoding version written first in every batch.
 pub const BATCH_VERSION: u8 = 1;
@@ -267,8 +267,8 @@ pub(crate) struct Reader<'a> {
     pub(crate) pos: usize,
 }
 
-impl Reader<'_> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+impl<'a> Reader<'a> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
         let slice = self.bytes.get(self.pos..end).ok_or(DecodeError::Truncated)?;
         self.pos = end;
@@ -309,9 +309,18 @@ impl Reader<'_> {
     }
 
     pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A string as [`Text`]: inline, with no allocation, when short.
+    fn text(&mut self) -> Result<Text, DecodeError> {
+        self.str().map(Text::from)
+    }
+
+    fn str(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
         let bytes = self.take(n)?;
-        String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::Invalid("string is not UTF-8"))
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid("string is not UTF-8"))
     }
 
     pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
@@ -332,7 +341,7 @@ impl Reader<'_> {
         let n = self.len()?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            out.push(KeyValue { key: self.string()?, value: self.value(depth)? });
+            out.push(KeyValue { key: self.text()?, value: self.value(depth)? });
         }
         Ok(out)
     }
@@ -342,7 +351,7 @@ impl Reader<'_> {
             return Err(DecodeError::Invalid("values nested too deeply"));
         }
         Ok(match self.u8()? {
-            0 => AnyValue::String(self.string()?),
+            0 => AnyValue::String(self.text()?),
             1 => AnyValue::Bool(match self.u8()? {
                 0 => false,
                 1 => true,

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use threadline_core::id::{SpanId, TraceId};
 use threadline_core::span::{Event, Link};
-use threadline_core::value::{AnyValue, KeyValue};
+use threadline_core::value::{AnyValue, KeyValue, Text};
 
 /// Writes `items` between `open` and `close`, separated by commas, each by `write`.
 fn write_list<T>(
@@ -241,7 +241,7 @@ impl<'de> Visitor<'de> for AttributesVisitor {
         let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value::<Value>()?.0;
-            out.push(KeyValue { key, value });
+            out.push(KeyValue { key: Text::from(key), value });
         }
         Ok(out)
     }
@@ -266,11 +266,11 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<AnyValue, E> {
-        Ok(AnyValue::String(v.to_owned()))
+        Ok(AnyValue::String(Text::from(v)))
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<AnyValue, E> {
-        Ok(AnyValue::String(v))
+        Ok(AnyValue::String(Text::from(v)))
     }
 
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<AnyValue, E> {
@@ -334,7 +334,7 @@ mod tests {
     use super::*;
 
     fn kv(key: &str, value: AnyValue) -> KeyValue {
-        KeyValue { key: key.to_owned(), value }
+        KeyValue { key: key.into(), value }
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub struct SpanQuery {
 /// The text form of an attribute value that a tag condition compares with.
 pub fn value_text(value: &AnyValue) -> Option<String> {
     match value {
-        AnyValue::String(s) => Some(s.clone()),
+        AnyValue::String(s) => Some(s.to_string()),
         AnyValue::Int(i) => Some(i.to_string()),
         AnyValue::Double(d) => Some(d.to_string()),
         AnyValue::Bool(b) => Some(b.to_string()),

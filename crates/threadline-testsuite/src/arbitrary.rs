@@ -18,7 +18,7 @@ fn double() -> impl Strategy<Value = f64> {
 
 pub fn value() -> impl Strategy<Value = AnyValue> {
     let leaf = prop_oneof![
-        "\\PC{0,12}".prop_map(AnyValue::String),
+        "\\PC{0,12}".prop_map(|s| AnyValue::String(s.into())),
         any::<bool>().prop_map(AnyValue::Bool),
         any::<i64>().prop_map(AnyValue::Int),
         double().prop_map(AnyValue::Double),
@@ -30,7 +30,9 @@ pub fn value() -> impl Strategy<Value = AnyValue> {
             proptest::collection::vec(inner.clone(), 0..4).prop_map(AnyValue::Array),
             proptest::collection::vec(("[a-z.]{1,8}", inner), 0..4).prop_map(|kvs| {
                 AnyValue::KvList(
-                    kvs.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+                    kvs.into_iter()
+                        .map(|(key, value)| KeyValue { key: key.into(), value })
+                        .collect(),
                 )
             }),
         ]
@@ -38,8 +40,9 @@ pub fn value() -> impl Strategy<Value = AnyValue> {
 }
 
 pub fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
-    proptest::collection::vec(("\\PC{0,12}", value()), 0..5)
-        .prop_map(|kvs| kvs.into_iter().map(|(key, value)| KeyValue { key, value }).collect())
+    proptest::collection::vec(("\\PC{0,12}", value()), 0..5).prop_map(|kvs| {
+        kvs.into_iter().map(|(key, value)| KeyValue { key: key.into(), value }).collect()
+    })
 }
 
 pub fn trace_id() -> impl Strategy<Value = TraceId> {
