@@ -12,7 +12,9 @@
 //! On open every segment is read through. A record that is cut short or fails its checksum
 //! ends the valid part of its segment: in the newest segment that is a torn tail (a write the
 //! crash interrupted) and is truncated; in an older segment the rest of that segment is
-//! skipped. Both are reported in [`Recovery`]; records before the damage are kept.
+//! skipped. Both are reported in [`Recovery`]; records before the damage are kept. A segment
+//! whose header is cut short (its creation was interrupted, or failed on a full disk) holds
+//! no record and is removed.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -208,7 +210,12 @@ impl Wal {
         if self.needs_new_segment {
             // The last failed write left the open segment suspect (after a failed fsync the
             // OS may have dropped its dirty pages): continue in a fresh one.
-            self.start_segment()?;
+            if let Err(e) = self.start_segment() {
+                // Not acknowledged, so not kept: a later commit must not write them.
+                self.pending.clear();
+                self.pending_last_seq = None;
+                return Err(e);
+            }
             self.needs_new_segment = false;
         }
         if self.pending.is_empty() {
@@ -355,7 +362,11 @@ fn create_segment(dir: &Path, first_seq: u64) -> Result<(Segment, File), WalErro
     let mut header = [0u8; HEADER_BYTES];
     header[..5].copy_from_slice(MAGIC);
     header[5] = WAL_VERSION;
-    file.write_all(&header).map_err(io_err(|| format!("writing {}", path.display())))?;
+    if let Err(e) = file.write_all(&header) {
+        // Best effort (a full disk still allows unlinking): what is left is read as empty.
+        drop(fs::remove_file(&path));
+        return Err(io_err(|| format!("writing {}", path.display()))(e));
+    }
     Ok((Segment { path, first_seq, last_seq: None }, file))
 }
 
@@ -379,8 +390,10 @@ fn read_segment(
         .map_err(io_err(|| format!("reading WAL segment {}", path.display())))?;
     let header_ok = bytes.len() >= HEADER_BYTES && &bytes[..5] == MAGIC && bytes[5] == WAL_VERSION;
     if !header_ok {
-        if bytes.len() < HEADER_BYTES && newest && bytes.starts_with(&MAGIC[..bytes.len().min(5)]) {
-            // A segment whose header write was cut off: nothing in it.
+        if bytes.len() < HEADER_BYTES && bytes.starts_with(&MAGIC[..bytes.len().min(5)]) {
+            // A segment whose header write was cut off (a crash or a full disk while it was
+            // being created, newest or not, as later creations may have failed the same way):
+            // records follow a whole header only, so nothing is in it.
             return Ok(None);
         }
         return Err(WalError::Header {

@@ -197,3 +197,25 @@ fn a_segment_with_a_foreign_header_is_refused_by_name() {
     assert!(error.to_string().contains("00000000000000000001.wal"), "{error}");
     assert!(error.to_string().contains("not a WAL segment"), "{error}");
 }
+
+#[test]
+fn segments_whose_creation_was_cut_short_are_removed_wherever_they_are() {
+    let dir = TempDir::new("wal-cut-header").unwrap();
+    write_records(dir.path(), &[b"a", b"b"], 1 << 20);
+    // As a full disk leaves them: created, then no room for the header, twice in a row.
+    std::fs::write(dir.path().join("00000000000000000007.wal"), b"").unwrap();
+    std::fs::write(dir.path().join("00000000000000000008.wal"), b"TLW").unwrap();
+    let (mut wal, _, records) = reopen(dir.path(), 0);
+    assert_eq!(records, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
+    let names: Vec<_> =
+        segments(dir.path()).iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+    assert!(
+        !names.iter().any(|n| n == "00000000000000000007.wal" || n == "00000000000000000008.wal"),
+        "{names:?}"
+    );
+    wal.append(b"c");
+    wal.commit().unwrap();
+    drop(wal);
+    let (_, _, records) = reopen(dir.path(), 0);
+    assert_eq!(records.last().unwrap(), &(3, b"c".to_vec()));
+}
