@@ -216,7 +216,7 @@ impl From<&Span> for SpanView {
             parent_span_id: span.parent_span_id.map(|id| id.to_hex()),
             trace_state: span.trace_state.clone(),
             flags: span.flags,
-            name: span.name.clone(),
+            name: span.name.to_string(),
             kind: span.kind.as_str().to_owned(),
             service_name: span.service_name().to_owned(),
             start_time_unix_nano: span.start_time_unix_nano.to_string(),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::id::{SpanId, TraceId};
-use crate::value::{self, KeyValue};
+use crate::value::{self, KeyValue, Text};
 
 /// The resource attribute naming the service that emitted a span.
 pub const SERVICE_NAME: &str = "service.name";
@@ -121,7 +121,8 @@ pub struct Span {
     pub parent_span_id: Option<SpanId>,
     pub trace_state: String,
     pub flags: u32,
-    pub name: String,
+    /// Inline when short, as most span names are.
+    pub name: Text,
     pub kind: SpanKind,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,

@@ -174,7 +174,7 @@ fn operation(span: &Span, start: u64, end: u64) -> Segment {
         trace_id: span.trace_id,
         span_id: span.span_id,
         service: span.service_name().to_owned(),
-        name: span.name.clone(),
+        name: span.name.to_string(),
         start,
         end,
     }

@@ -8,7 +8,7 @@ use threadline_core::id::{SpanId, TraceId};
 use threadline_core::span::{
     self, Event, Link, Resource, Scope, Span, SpanError, SpanKind, Status, StatusCode,
 };
-use threadline_core::value::{AnyValue, KeyValue};
+use threadline_core::value::{AnyValue, KeyValue, Text};
 use threadline_proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
 use threadline_proto::opentelemetry::proto::common::v1 as pb_common;
 use threadline_proto::opentelemetry::proto::trace::v1 as pb;
@@ -125,7 +125,7 @@ fn convert_span(
         parent_span_id: &parent_span_id,
         trace_state,
         flags,
-        name,
+        name: name.into(),
         kind,
         start_time_unix_nano,
         end_time_unix_nano,
@@ -176,7 +176,7 @@ pub(crate) struct SpanParts<'a> {
     pub parent_span_id: &'a [u8],
     pub trace_state: String,
     pub flags: u32,
-    pub name: String,
+    pub name: Text,
     pub kind: i32,
     pub start_time_unix_nano: u64,
     pub end_time_unix_nano: u64,

@@ -503,7 +503,7 @@ fn span<'a>(
         2 => bytes(r, wire_type, "spanId").map(|b| span_id = b),
         3 => string(r, wire_type, "traceState").map(|s| parts.trace_state = s),
         4 => bytes(r, wire_type, "parentSpanId").map(|b| parts.parent_span_id = b),
-        5 => string(r, wire_type, "name").map(|s| parts.name = s),
+        5 => text(r, wire_type, "name").map(|s| parts.name = s),
         6 => enumeration(r, wire_type, "kind").map(|v| parts.kind = v),
         7 => fixed64(r, wire_type, "startTimeUnixNano").map(|v| parts.start_time_unix_nano = v),
         8 => fixed64(r, wire_type, "endTimeUnixNano").map(|v| parts.end_time_unix_nano = v),

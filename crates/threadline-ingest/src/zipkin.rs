@@ -145,7 +145,7 @@ fn convert_span(
         parent_span_id,
         trace_state: String::new(),
         flags: 0,
-        name: span.name.unwrap_or_default(),
+        name: span.name.unwrap_or_default().into(),
         kind,
         start_time_unix_nano: start,
         end_time_unix_nano: end,

@@ -52,7 +52,7 @@ fn span(s: &Span) -> pb::Span {
         trace_state: s.trace_state.clone(),
         parent_span_id: s.parent_span_id.map(|p| p.as_bytes().to_vec()).unwrap_or_default(),
         flags: s.flags,
-        name: s.name.clone(),
+        name: s.name.to_string(),
         kind: kind(s.kind),
         start_time_unix_nano: s.start_time_unix_nano,
         end_time_unix_nano: s.end_time_unix_nano,

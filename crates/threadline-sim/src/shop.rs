@@ -342,7 +342,7 @@ impl Plan<'_> {
             parent_span_id: parent,
             trace_state: String::new(),
             flags: 1,
-            name: name.to_owned(),
+            name: name.into(),
             kind,
             start_time_unix_nano: shift(start),
             end_time_unix_nano: shift(end.max(start + 1)),

@@ -1135,7 +1135,7 @@ fn from_batch(batch: &RecordBatch, out: &mut Vec<Span>) -> Result<(), String> {
             parent_span_id: if parent.is_null(row) { None } else { Some(span_id_at(parent, row)?) },
             trace_state: trace_state.value(row).to_owned(),
             flags: flags.value(row),
-            name: name.value(row).to_owned(),
+            name: name.value(row).into(),
             kind: kind_from(kind.value(row))
                 .ok_or_else(|| format!("unknown span kind {:?}", kind.value(row)))?,
             start_time_unix_nano: start.value(row),

@@ -391,7 +391,7 @@ impl<'a> Reader<'a> {
         };
         let trace_state = self.string()?;
         let flags = self.u32()?;
-        let name = self.string()?;
+        let name = self.text()?;
         let kind = match self.u8()? {
             0 => SpanKind::Unspecified,
             1 => SpanKind::Internal,

@@ -359,7 +359,7 @@ fn traces_are_found_by_service_operation_tags_time_and_duration() {
         let spans: Vec<Span> = (1..=3).flat_map(|seed| batch(seed, 10)).collect();
         let one = &spans[0];
         let by_name_and_time = SpanQuery {
-            operation: Some(one.name.clone()),
+            operation: Some(one.name.to_string()),
             start_from: one.start_time_unix_nano,
             start_to: one.start_time_unix_nano,
             min_duration: Some(one.duration_nanos()),

@@ -135,7 +135,7 @@ pub fn span_with(resource: Arc<Resource>, scope: Arc<Scope>) -> impl Strategy<Va
                 parent_span_id,
                 trace_state,
                 flags,
-                name,
+                name: name.into(),
                 kind,
                 start_time_unix_nano: start,
                 end_time_unix_nano: start + duration,

@@ -37,7 +37,7 @@ pub fn span(t: u64, id: u64, service: &str, name: &str) -> SpanBuilder {
             parent_span_id: None,
             trace_state: String::new(),
             flags: 1,
-            name: name.to_owned(),
+            name: name.into(),
             kind: SpanKind::Internal,
             start_time_unix_nano: T0,
             end_time_unix_nano: T0 + 1_000_000,
