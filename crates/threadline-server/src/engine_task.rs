@@ -5,6 +5,16 @@
 //! milliseconds, and at each mark, a shard reports its changed processes and its events to the
 //! process writer through a bounded channel. Queries by trace go to the owning shard; by key
 //! and aggregates go to every shard and are merged.
+//!
+//! The pipeline feeds a group of batches as one list of commands per shard, in the order one
+//! engine would apply them. Migrations: when a span pins its trace to another shard, the old
+//! shard's list gets an `Export` and the new one's an `Import` holding the other end of its
+//! reply, before the spans; nothing waits for a shard to answer. The new shard waits for the
+//! export when it reaches the `Import`. In that order of commands the export comes before the
+//! `Import`, and everything before the export in the old shard's list comes earlier still, so
+//! a wait only ever waits on earlier commands and shards never wait on each other in a cycle;
+//! and the pipeline, which sends each list whole before the next, never waits on a shard that
+//! waits for a list not yet sent, as every list of a group is sent before the next group.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,10 +53,13 @@ struct Assigned {
 
 enum Command {
     Spans(Assigned),
-    /// Give up the process holding this trace, for another shard.
+    /// Give up the process holding this trace, for the shard holding the other end of the
+    /// channel.
     Export(TraceId, oneshot::Sender<Option<Exported>>),
-    Import(Box<Exported>),
-    Consume(RemoteConsume),
+    /// Take in the process another shard gives up. The matching `Export` was sent first, so
+    /// waiting for it never waits on this shard (module docs: migrations).
+    Import(oneshot::Receiver<Option<Exported>>),
+    Consume(Vec<RemoteConsume>),
     Learn(String, String, String),
     Process(TraceId, oneshot::Sender<Option<ProcessView>>),
     Stats(oneshot::Sender<EngineStats>),
@@ -54,6 +67,8 @@ enum Command {
     Graph(oneshot::Sender<GraphStats>),
     /// Every batch up to this WAL sequence number has been fed: report through it.
     Mark(u64),
+    /// Commands to run in order (a group's share for this shard).
+    List(Vec<Command>),
 }
 
 /// Talks to the engine shards. Cloned freely; the shards end when every handle is gone.
@@ -70,49 +85,68 @@ impl std::fmt::Debug for Command {
 }
 
 impl EngineHandle {
-    /// Routes a batch to its shards; waits while a shard's inbox is full (backpressure).
-    pub async fn feed(&self, spans: Arc<Vec<Span>>) {
-        let mut per_shard: Vec<Vec<(usize, Vec<TraceId>)>> = vec![Vec::new(); self.shards.len()];
-        let mut migrations = Vec::new();
-        let mut consumptions = Vec::new();
-        {
-            let mut router = self.router.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            // First every pin of the batch, then each span to its trace's final shard, so no
-            // span of a moved trace is left behind in the shard it moved from.
-            for span in spans.iter() {
-                let route = router.route(span);
-                if let Some(from) = route.migrate_from {
-                    migrations.push((from, route.shard, span.trace_id));
-                }
-                consumptions.extend(route.remote);
-            }
-            for (index, span) in spans.iter().enumerate() {
-                let shard = router.shard_of(span.trace_id);
-                let remote: Vec<TraceId> = span
-                    .links
-                    .iter()
-                    .map(|l| l.trace_id)
-                    .filter(|t| *t != span.trace_id && router.shard_of(*t) != shard)
-                    .collect();
-                per_shard[shard].push((index, remote));
+    /// Routes a group of batches to the shards, in order, as one list of commands per shard
+    /// (a shard wakes once per group, not once per command); with `mark`, every shard then
+    /// reports through that WAL sequence number. Waits while a shard's inbox is full
+    /// (backpressure), never for a shard to answer.
+    pub async fn feed(&self, batches: &[Arc<Vec<Span>>], mark: Option<u64>) {
+        let mut lists: Vec<Vec<Command>> = (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for spans in batches {
+            self.route_batch(spans, &mut lists);
+        }
+        if let Some(seq) = mark {
+            for list in &mut lists {
+                list.push(Command::Mark(seq));
             }
         }
-        // A moved trace's state reaches its new shard before any of its new spans.
-        for (from, to, trace_id) in migrations {
-            let exported = self.ask(from, |tx| Command::Export(trace_id, tx)).await.flatten();
-            if let Some(exported) = exported {
-                let _ = self.shards[to].send(Command::Import(Box::new(exported))).await;
+        for (shard, list) in lists.into_iter().enumerate() {
+            if !list.is_empty() {
+                let _ = self.shards[shard].send(Command::List(list)).await;
             }
         }
+    }
+
+    /// Appends one batch's commands to each shard's list.
+    fn route_batch(&self, spans: &Arc<Vec<Span>>, lists: &mut [Vec<Command>]) {
+        let mut per_shard: Vec<Vec<(usize, Vec<TraceId>)>> = vec![Vec::new(); lists.len()];
+        let mut consumptions: Vec<Vec<RemoteConsume>> = vec![Vec::new(); lists.len()];
+        let mut router = self.router.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // First every pin of the batch, then each span to its trace's final shard, so no span
+        // of a moved trace is left behind in the shard it moved from. A moved trace's state
+        // reaches its new shard before any of its new spans: the new shard takes it in, in
+        // list order, before the spans that follow.
+        for span in spans.iter() {
+            let route = router.route(span);
+            if let Some(from) = route.migrate_from {
+                let (tx, rx) = oneshot::channel();
+                lists[from].push(Command::Export(span.trace_id, tx));
+                lists[route.shard].push(Command::Import(rx));
+            }
+            for (shard, consume) in route.remote {
+                consumptions[shard].push(consume);
+            }
+        }
+        for (index, span) in spans.iter().enumerate() {
+            let shard = router.shard_of(span.trace_id);
+            let remote: Vec<TraceId> = span
+                .links
+                .iter()
+                .map(|l| l.trace_id)
+                .filter(|t| *t != span.trace_id && router.shard_of(*t) != shard)
+                .collect();
+            per_shard[shard].push((index, remote));
+        }
+        drop(router);
         for (shard, items) in per_shard.into_iter().enumerate() {
             if !items.is_empty() {
-                let assigned = Assigned { spans: Arc::clone(&spans), items };
-                let _ = self.shards[shard].send(Command::Spans(assigned)).await;
+                lists[shard].push(Command::Spans(Assigned { spans: Arc::clone(spans), items }));
             }
         }
         // Consumptions owned elsewhere follow the spans that caused them.
-        for (shard, consume) in consumptions {
-            let _ = self.shards[shard].send(Command::Consume(consume)).await;
+        for (shard, consume) in consumptions.into_iter().enumerate() {
+            if !consume.is_empty() {
+                lists[shard].push(Command::Consume(consume));
+            }
         }
     }
 
@@ -236,8 +270,12 @@ pub fn spawn(
                             command = rx.recv() => {
                                 let Some(command) = command else { break };
                                 match command {
-                                    Command::Mark(seq) => mark = Some(seq),
-                                    command => handle(&mut engine, command),
+                                    Command::List(list) => {
+                                        for command in list {
+                                            run(&mut engine, command, &mut mark).await;
+                                        }
+                                    }
+                                    command => run(&mut engine, command, &mut mark).await,
                                 }
                             }
                             () = tokio::time::sleep(sleep) => engine.advance(now_nanos()),
@@ -287,6 +325,19 @@ fn send_to(peer: &mpsc::WeakSender<Command>, command: Command) {
     }
 }
 
+/// Runs one command; a `Mark` is noted for the report that follows.
+async fn run(engine: &mut Engine, command: Command, mark: &mut Option<u64>) {
+    match command {
+        Command::Mark(seq) => *mark = Some(seq),
+        Command::Import(exported) => {
+            if let Ok(Some(exported)) = exported.await {
+                engine.import(exported, now_nanos());
+            }
+        }
+        command => handle(engine, command),
+    }
+}
+
 fn handle(engine: &mut Engine, command: Command) {
     let now = now_nanos();
     match command {
@@ -298,8 +349,11 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Export(trace_id, reply) => {
             let _ = reply.send(engine.export_trace(trace_id));
         }
-        Command::Import(exported) => engine.import(*exported, now),
-        Command::Consume(consume) => engine.consume_remote(&consume, now),
+        Command::Consume(consumptions) => {
+            for consume in &consumptions {
+                engine.consume_remote(consume, now);
+            }
+        }
         Command::Learn(system, destination, group) => {
             engine.declare_subscribers(&system, &destination, &[group.as_str()]);
         }
@@ -317,6 +371,7 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Graph(reply) => {
             let _ = reply.send(engine.graph_stats());
         }
-        Command::Mark(_) => {}
+        // Run by `run`; a list inside a list is never made.
+        Command::Mark(_) | Command::Import(_) | Command::List(_) => {}
     }
 }

@@ -157,7 +157,7 @@ impl Server {
         resume(&store, &engine, &resumable, &opened.replayed).await;
         // What the WAL held goes to the engine before anything new.
         for (_, batch) in opened.replayed {
-            engine.feed(batch).await;
+            engine.feed(&[batch], None).await;
         }
         if let Some(mark) = recovery_mark {
             engine.mark(mark).await;
@@ -419,7 +419,7 @@ async fn resume(
         }
         spans_fed += spans.len();
         if !spans.is_empty() {
-            engine.feed(Arc::new(spans)).await;
+            engine.feed(&[Arc::new(spans)], None).await;
         }
     }
     tracing::info!(processes = running.len(), spans = spans_fed, "running processes resumed");

@@ -57,14 +57,13 @@ pub fn run(
             delivery.complete(acknowledgement.clone());
         }
         if let Ok(seqs) = result {
-            for batch in spans {
-                // Waits when the engine is behind, which in turn fills the ingest queue.
-                runtime.block_on(engine.feed(batch));
-            }
-            if let Some(&last) = seqs.last()
-                && (queue.is_empty() || last_mark.elapsed() >= MARK_EVERY)
-            {
-                runtime.block_on(engine.mark(last));
+            let mark = seqs
+                .last()
+                .copied()
+                .filter(|_| queue.is_empty() || last_mark.elapsed() >= MARK_EVERY);
+            // Waits when the engine is behind, which in turn fills the ingest queue.
+            runtime.block_on(engine.feed(&spans, mark));
+            if mark.is_some() {
                 last_mark = std::time::Instant::now();
             }
         }
