@@ -315,6 +315,9 @@ struct Model {
     rows: std::collections::BTreeMap<TraceId, (Keys, Vec<TraceId>)>,
     /// Every process ever started, folded ones included.
     started: Vec<TraceId>,
+    /// At most how many entries were added to the business-key and to the trace index.
+    key_entries: u64,
+    trace_entries: u64,
 }
 
 impl Model {
@@ -430,6 +433,8 @@ proptest! {
                     }
                     let keys = [("order.id".to_owned(), format!("o-{next}")), ("sku".to_owned(), format!("s-{sku}"))];
                     next += 1;
+                    model.key_entries += 2;
+                    model.trace_entries += u64::from(joined);
                     model.rows.insert(id, (keys.into_iter().collect(), traces));
                     model.started.push(id);
                     apply(s, vec![model.record(id, RecordState::Running)], vec![]);
@@ -438,6 +443,7 @@ proptest! {
                     // Also to a process folded away: it reaches its new home by its trace.
                     let id = model.started[process % model.started.len()];
                     let kv = ("cart.id".to_owned(), format!("c-{value}"));
+                    model.key_entries += 1;
                     if let Some(home) = model.home(id) {
                         model.rows.get_mut(&home).unwrap().0.insert(kv.clone());
                     }
@@ -454,6 +460,8 @@ proptest! {
                     let from = live[from % live.len()];
                     let into = live.iter().copied().filter(|i| *i != from).nth(into % (live.len() - 1)).unwrap();
                     let (keys, traces) = model.rows.remove(&from).unwrap();
+                    model.key_entries += keys.len() as u64 + 1;
+                    model.trace_entries += traces.len() as u64;
                     let home = model.rows.get_mut(&into).unwrap();
                     home.0.extend(keys);
                     home.1.extend(traces);
@@ -479,9 +487,27 @@ proptest! {
         }
         let s = store.as_ref().unwrap();
         check(s, &model)?;
-        // Every entry is one of at most about 4 per process; runs of 5, merged 3 at a time.
+        // Merges go a step per commit and start over after a restart, so under these tiny
+        // limits flushes may outrun them for a while; commits with nothing new finish them.
+        // Then each of the two indexes keeps fewer than `fanout` runs a level, and a level
+        // holds runs about `fanout` times larger than the one below (level 0 at least 5).
+        let levels = |entries: u64| {
+            let mut levels = 1u32;
+            while 5 * 3u64.pow(levels - 1) < entries {
+                levels += 1;
+            }
+            u64::from(levels)
+        };
+        let bound = 2 * levels(model.key_entries) + 2 * levels(model.trace_entries);
+        for _ in 0..3_000 {
+            if s.stats().process_index_runs <= bound {
+                break;
+            }
+            s.apply_processes(&ProcessChanges::default()).unwrap();
+        }
         let runs = s.stats().process_index_runs;
-        prop_assert!(runs <= 16, "{} runs", runs);
+        prop_assert!(runs <= bound, "{} runs for {} key and {} trace entries", runs, model.key_entries, model.trace_entries);
+        check(s, &model)?;
         drop(store.take());
         let s = rt.block_on(Store::open(dir.path(), small_runs())).unwrap().0;
         check(&s, &model)?;
