@@ -22,6 +22,12 @@ pub fn python() -> anyhow::Result<PathBuf> {
     Ok(venv)
 }
 
+/// Server config for tests that count the completions of [`export_flows`]: the script exports
+/// each service's spans with its own processor, flushed one after another, and on a busy
+/// machine the gap between two can pass the default 20 ms settle window, so a process would
+/// complete in it and be reopened by the next service's spans. Two seconds wait for every flush.
+pub const SETTLE_FOR_SDK_FLUSHES: &str = "version = 1\n[engine]\nsettle_ms = 2000\n";
+
 /// Runs `tests/interop/otel_sdk_export.py`: `flows` checkouts exported over `protocol`
 /// (`grpc` or `http`) to `endpoint`; returns the spans the SDK recorded, in the API's shape.
 pub fn export_flows(protocol: &str, endpoint: &str, flows: usize) -> anyhow::Result<Vec<Value>> {

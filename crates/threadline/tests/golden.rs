@@ -38,8 +38,6 @@ order = 2
 
 const FLOWS: usize = 4;
 
-const SETTLED: &str = "version = 1\n[engine]\nsettle_ms = 2000\n";
-
 /// Names for the ids the SDK made up, from what they identify.
 struct Names {
     ids: HashMap<String, String>,
@@ -157,11 +155,7 @@ async fn every_endpoint_answers_as_its_snapshot() {
         env!("CARGO_BIN_EXE_threadline").as_ref(),
         Options {
             args: vec!["--specs".into(), specs.to_str().unwrap().into()],
-            // The SDK exports each service's spans with its own processor, flushed one after
-            // another: on a busy machine the gap between two can pass the default 20 ms, and a
-            // process completed in it is reopened by the next service's spans (counts that
-            // vary from run to run). A longer settle window waits for every flush.
-            config: Some(SETTLED.to_owned()),
+            config: Some(threadline_testsuite::python::SETTLE_FOR_SDK_FLUSHES.to_owned()),
             ..Options::default()
         },
     )

@@ -13,7 +13,14 @@ use threadline_testsuite::sse::read_events;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completed_appears_on_the_event_stream_for_linked_producer_consumer_flows() {
-    let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
+    let server = TestServer::start_with(
+        env!("CARGO_BIN_EXE_threadline").as_ref(),
+        threadline_testsuite::server::Options {
+            config: Some(threadline_testsuite::python::SETTLE_FOR_SDK_FLUSHES.to_owned()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let stream = reqwest::get(format!("{}/api/v1/events?kind=started,completed", server.api_url()))
         .await
         .unwrap();
@@ -174,6 +181,7 @@ async fn specs_type_check_and_own_processes_in_the_running_server() {
         env!("CARGO_BIN_EXE_threadline").as_ref(),
         threadline_testsuite::server::Options {
             args: vec!["--specs".into(), spec_file.to_str().unwrap().into()],
+            config: Some(threadline_testsuite::python::SETTLE_FOR_SDK_FLUSHES.to_owned()),
             ..Default::default()
         },
     )
