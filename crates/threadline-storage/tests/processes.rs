@@ -490,15 +490,17 @@ proptest! {
         // Merges go a step per commit and start over after a restart, so under these tiny
         // limits flushes may outrun them for a while; commits with nothing new finish them.
         // Then each of the two indexes keeps fewer than `fanout` runs a level, and a level
-        // holds runs about `fanout` times larger than the one below (level 0 at least 5).
+        // holds runs `fanout` times larger than the one below (level 0 `flush_entries`).
+        let limits = small_runs().process_index;
+        let (flush, fanout) = (limits.flush_entries as u64, limits.fanout as u64);
         let levels = |entries: u64| {
-            let mut levels = 1u32;
-            while 5 * 3u64.pow(levels - 1) < entries {
-                levels += 1;
+            let (mut levels, mut size) = (1, flush);
+            while size < entries {
+                (levels, size) = (levels + 1, size * fanout);
             }
-            u64::from(levels)
+            levels
         };
-        let bound = 2 * levels(model.key_entries) + 2 * levels(model.trace_entries);
+        let bound = (fanout - 1) * (levels(model.key_entries) + levels(model.trace_entries));
         for _ in 0..3_000 {
             if s.stats().process_index_runs <= bound {
                 break;
