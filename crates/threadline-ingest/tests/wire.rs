@@ -45,6 +45,16 @@ fn generated_requests_read_alike() {
 }
 
 #[test]
+fn a_request_s_spans_take_one_allocation_of_their_exact_number() {
+    for (traces, services) in [(1, 1), (5, 3), (40, 10)] {
+        let request = generate::otlp_request(Shape { traces, services, seed: 7 });
+        let spans = decode_request(&request.encode_to_vec()).unwrap().spans;
+        assert!(spans.len() >= traces);
+        assert_eq!(spans.capacity(), spans.len(), "{traces} traces over {services} services");
+    }
+}
+
+#[test]
 fn every_truncation_fails_or_reads_alike() {
     let bytes = generate::otlp_request(Shape { traces: 2, services: 2, seed: 3 }).encode_to_vec();
     for end in 0..bytes.len() {

@@ -439,13 +439,10 @@ impl Store {
     /// not copied) until they are in a block; returns each batch's WAL sequence number.
     pub fn append_shared(&self, batches: &[Arc<Vec<Span>>]) -> Result<Vec<u64>, StoreError> {
         let mut wal = self.wal.lock();
-        let mut payload = Vec::new();
-        let mut seqs = Vec::with_capacity(batches.len());
-        for spans in batches {
-            payload.clear();
-            codec::encode_batch(spans, &mut payload);
-            seqs.push(wal.append(&payload));
-        }
+        let seqs: Vec<u64> = batches
+            .iter()
+            .map(|spans| wal.append_with(|out| codec::encode_batch(spans, out)))
+            .collect();
         if let Err(e) = wal.commit() {
             let error = StoreError::from(e);
             self.counters.lock().last_error = Some(threadline_core::error::chain(&error));
@@ -461,7 +458,13 @@ impl Store {
         {
             let known = self.services.read();
             for spans in batches {
+                // Spans of a request share their resource: one look per run of them.
+                let mut last = None;
                 for span in spans.iter() {
+                    if last.is_some_and(|r| Arc::ptr_eq(r, &span.resource)) {
+                        continue;
+                    }
+                    last = Some(&span.resource);
                     let name = span.service_name();
                     if !known.contains(name) && !new_services.iter().any(|s: &String| s == name) {
                         new_services.push(name.to_owned());

@@ -189,16 +189,25 @@ impl Wal {
     /// Adds a record to the pending commit; returns its sequence number. Nothing is written
     /// until [`Wal::commit`].
     pub fn append(&mut self, payload: &[u8]) -> u64 {
+        self.append_with(|out| out.extend_from_slice(payload))
+    }
+
+    /// The same, with the payload appended by `encode` to the pending commit right after the
+    /// record's header, so that it is not encoded apart and copied.
+    pub fn append_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&seq.to_le_bytes());
-        hasher.update(payload);
-        self.pending.extend_from_slice(&len.to_le_bytes());
-        self.pending.extend_from_slice(&hasher.finalize().to_le_bytes());
+        let start = self.pending.len();
+        // Length and checksum, known once the payload is in place.
+        self.pending.extend_from_slice(&[0; 8]);
         self.pending.extend_from_slice(&seq.to_le_bytes());
-        self.pending.extend_from_slice(payload);
+        encode(&mut self.pending);
+        let len = self.pending.len() - start - RECORD_HEADER_LEN;
+        let len = u32::try_from(len).unwrap_or(u32::MAX);
+        // The checksum covers the sequence number and the payload, which follow each other.
+        let crc = crc32fast::hash(&self.pending[start + 8..]);
+        self.pending[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.pending[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         self.pending_last_seq = Some(seq);
         seq
     }

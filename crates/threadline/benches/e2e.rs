@@ -9,6 +9,8 @@
 //! are what the 250k/s-per-core target is about.
 //!
 //! Run: `cargo bench -p threadline --bench e2e` (`E2E_SECONDS`, `E2E_CONNECTIONS` to vary).
+//! `E2E_RATE` offers that many spans per second instead of flat out: the server then does the
+//! same work in every run, so its CPU time compares between runs on a noisy machine.
 
 #![allow(
     clippy::print_stdout,
@@ -24,11 +26,13 @@ fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Runs `threadline load` flat out against `endpoint`; returns its total line.
-fn load(endpoint: &str, seconds: u64, connections: u64) -> Value {
+/// Runs `threadline load` against `endpoint`, at `rate` spans per second or flat out;
+/// returns its total line.
+fn load(endpoint: &str, seconds: u64, connections: u64, rate: Option<u64>) -> Value {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_threadline"))
         .args(["load", "--protocol", "http", "--endpoint", endpoint, "--json"])
         .args(["--duration", &format!("{seconds}s"), "--connections", &connections.to_string()])
+        .args(rate.map(|r| ["--rate".to_owned(), r.to_string()]).into_iter().flatten())
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -78,18 +82,22 @@ fn null_receiver() -> std::net::SocketAddr {
 fn main() {
     let seconds = env_or("E2E_SECONDS", 20);
     let connections = env_or("E2E_CONNECTIONS", 4);
+    let rate = std::env::var("E2E_RATE").ok().and_then(|v| v.parse().ok());
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    println!("end to end, {seconds} s per run, {connections} connections, {cores} cores");
+    let offered = rate.map_or("flat out".to_owned(), |r| format!("{r} spans/s offered"));
+    println!(
+        "end to end, {seconds} s per run, {connections} connections, {offered}, {cores} cores"
+    );
 
     // Bound before it returns: connections wait in the backlog until it serves.
     let null = null_receiver();
-    let baseline = load(&format!("http://{null}"), seconds, connections);
+    let baseline = load(&format!("http://{null}"), seconds, connections, rate);
     let baseline_rate = baseline["acknowledgedSpansPerSec"].as_f64().unwrap();
     println!("baseline (null receiver): {baseline_rate:>10.0} spans/s acknowledged");
 
     let server = TestServer::start(env!("CARGO_BIN_EXE_threadline").as_ref()).unwrap();
     let before = cpu_seconds(server.pid());
-    let total = load(&server.otlp_http_url(), seconds, connections);
+    let total = load(&server.otlp_http_url(), seconds, connections, rate);
     let cpu = cpu_seconds(server.pid()) - before;
     let acknowledged = total["acknowledgedSpans"].as_u64().unwrap();
     let rate = total["acknowledgedSpansPerSec"].as_f64().unwrap();

@@ -7,6 +7,11 @@
 //! sixth of the server's CPU under load was that kernel work. Kept for a few seconds (longer
 //! than a block takes to fill), freed pages are reused instead; memory still goes back to the
 //! system once the load stops.
+//!
+//! Transparent huge pages are off for the process: mimalloc asks for them on its arenas, and
+//! each first touch of a 2 MiB range then faulted in and zeroed all of it at once. Measured
+//! under flat-out load: a third less kernel time, a lower acknowledgment p99 and about 9% less
+//! peak memory, for slightly more user time (docs/benchmarks.md).
 
 use libmimalloc_sys::{mi_option_set, mi_option_t};
 
@@ -22,8 +27,18 @@ const PURGE_DELAY_ENV: &str = "MIMALLOC_PURGE_DELAY";
 /// Measured: 5 s gave 7% more spans per CPU-second than mimalloc's 10 ms (docs/benchmarks.md).
 const PURGE_DELAY_MS: std::ffi::c_long = 5_000;
 
+/// The environment variable mimalloc reads its own huge-page setting from; when set, the
+/// process's huge pages are left to it.
+const ALLOW_THP_ENV: &str = "MIMALLOC_ALLOW_THP";
+
 /// Sets the allocator's options; call first thing in `main`, before any thread starts.
 pub fn tune() {
+    if std::env::var_os(ALLOW_THP_ENV).is_none() {
+        // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only a flag of this
+        // process; an error (a kernel without it) leaves huge pages as they were.
+        #[allow(unsafe_code, reason = "prctl is only reachable through FFI")]
+        let _unsupported = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
     if std::env::var_os(PURGE_DELAY_ENV).is_none() {
         // SAFETY: mi_option_set only stores the value; it is called before any other thread
         // exists (mimalloc documents it as not thread-safe).
@@ -73,6 +88,17 @@ mod tests {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "child failed: {stdout}");
         assert!(stdout.contains("purge_delay=1234"), "child said: {stdout}");
+    }
+
+    #[test]
+    fn tune_turns_huge_pages_off_unless_the_environment_sets_them() {
+        tune();
+        // SAFETY: PR_GET_THP_DISABLE only reads this process's flag.
+        #[allow(unsafe_code, reason = "prctl is only reachable through FFI")]
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        if std::env::var_os(ALLOW_THP_ENV).is_none() {
+            assert_eq!(disabled, 1, "huge pages are still on");
+        }
     }
 
     #[test]
