@@ -651,37 +651,39 @@ impl Engine {
 
         // A span linking to other traces may join its trace to their process; a batch
         // consumer linking to several processes joins none of them.
-        let mut targets: Vec<u32> = Vec::new();
         // A link to a trace of another shard: the router saw several linked traces (else it
         // would have sent the span there), so this span joins no process.
         let links_elsewhere =
             span.links.iter().any(|l| l.trace_id != span.trace_id && remote(l.trace_id));
+        // The process the links lead to, and whether they lead to more than one.
+        let (mut target, mut several) = (None, false);
         for link in &span.links {
             if link.trace_id == span.trace_id || remote(link.trace_id) {
                 continue;
             }
             let Some(slot) = self.slot_for_trace(link.trace_id, now) else { continue };
-            if !targets.contains(&slot) {
-                targets.push(slot);
+            match target {
+                None => target = Some(slot),
+                Some(first) => several |= first != slot,
             }
         }
-        let join: &[u32] = if links_elsewhere { &[] } else { &targets };
+        let join = target.filter(|_| !links_elsewhere && !several);
         let slot = match (trace_slot, join) {
-            (Some(own), [target]) if own != *target => Some(self.merge(*target, own)),
+            (Some(own), Some(target)) if own != target => Some(self.merge(target, own)),
             (Some(own), _) => Some(own),
-            (None, [target]) => {
-                self.by_trace.insert(span.trace_id, *target);
-                if let Some(p) = self.slots[*target as usize].as_mut() {
+            (None, Some(target)) => {
+                self.by_trace.insert(span.trace_id, target);
+                if let Some(p) = self.slots[target as usize].as_mut() {
                     p.extra_mut().traces.push(span.trace_id);
                 }
-                Some(*target)
+                Some(target)
             }
-            (None, _) => self.create(span.trace_id, now),
+            (None, None) => self.create(span.trace_id, now),
         };
         let Some(slot) = slot else {
             return;
         };
-        let joined_by_link = join.len() == 1;
+        let joined_by_link = join.is_some();
         let role = messaging::role(span);
         self.record(slot, span, &role, joined_by_link, now);
 
@@ -1134,10 +1136,6 @@ impl Engine {
             .iter()
             .find(|(s, o, _)| *s == service && (*o == 0 || Some(*o) == operation))
             .map(|rule| rule.2);
-        let inferred_type = match span.parent_span_id {
-            None => Some(self.strings.intern(&format!("{}: {}", span.service_name(), span.name))),
-            Some(_) => None,
-        };
         let step = operation.filter(|op| self.step_operations.contains(&(service, *op)));
         let other = self.other;
         let op_stats = self.stats.operation(service, operation.unwrap_or(other), other);
@@ -1247,8 +1245,10 @@ impl Engine {
                     if let Some(type_id) = root_type {
                         p.type_id = type_id;
                         p.set(SPEC_TYPE);
-                    } else if let Some(type_id) = inferred_type {
-                        p.type_id = type_id;
+                    } else {
+                        // Named after its root's service and operation, made only when used.
+                        p.type_id =
+                            self.strings.intern(&format!("{}: {}", span.service_name(), span.name));
                     }
                 }
                 if p.has(PROVISIONAL) {
