@@ -402,26 +402,21 @@ impl<T> Shared<T> {
 
 /// The bytes of each occurrence of field 1 of `body` (its resource or scope), and of its
 /// schema URL (field 3, the last one given), which the value depends on.
-/// Also counts the occurrences of field 2 (the list the message holds).
-fn parts_of(body: &[u8], depth: u32) -> Result<(Vec<&[u8]>, usize)> {
+fn parts_of(body: &[u8], depth: u32) -> Result<Vec<&[u8]>> {
     let mut parts = Vec::new();
     let mut schema_url: &[u8] = &[];
-    let mut list = 0;
     each_field(body, |field, wire_type, r| match field {
         1 => message(r, wire_type).map(|m| parts.push(m)),
         3 => expect(wire_type, LEN).and_then(|()| r.len_delimited()).map(|s| schema_url = s),
-        _ => {
-            list += usize::from(field == 2);
-            r.skip(field, wire_type, depth)
-        }
+        _ => r.skip(field, wire_type, depth),
     })?;
     parts.push(schema_url);
-    Ok((parts, list))
+    Ok(parts)
 }
 
 fn resource_spans(body: &[u8], ri: usize, depth: u32, decoded: &mut Decoded) -> Result<()> {
     // The resource and schema URL may follow the spans they apply to: read them first.
-    let (parts, _) = parts_of(body, depth)?;
+    let parts = parts_of(body, depth)?;
     let resource = RESOURCES.get(&parts, || {
         let mut resource = Resource::default();
         let mut attributes = 0;
@@ -471,8 +466,7 @@ fn scope_spans(
     decoded: &mut Decoded,
 ) -> Result<()> {
     let scratch = &mut Vec::new();
-    let (parts, spans) = parts_of(body, depth)?;
-    decoded.spans.reserve(spans);
+    let parts = parts_of(body, depth)?;
     let scope = SCOPES.get(&parts, || {
         let mut scope = Scope::default();
         let mut attributes = 0;
