@@ -9,7 +9,8 @@
 //! 4. process lookups (by id, by business key) with many processes stored: p50/p99 latency.
 //!
 //! Run: `cargo bench -p threadline-storage --bench storage`. `THREADLINE_BENCH_PROCESSES`
-//! sets the number of stored processes (default 10,000,000).
+//! sets the number of stored processes (default 10,000,000); `THREADLINE_BENCH_ONLY=encode`
+//! runs part 3 alone (what `callgrind` counts instructions on).
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![allow(clippy::unwrap_used, reason = "a benchmark fails loudly")]
@@ -181,6 +182,10 @@ fn main() {
     let spans: usize = batches.iter().map(|b| b.spans.len()).sum();
     let protobuf_bytes: usize = batches.iter().map(|b| b.protobuf.len()).sum();
     println!("{spans} spans in {BATCHES} batches of 1,000; OTLP protobuf {protobuf_bytes} B");
+    if std::env::var("THREADLINE_BENCH_ONLY").is_ok_and(|only| only == "encode") {
+        block_encoding(&batches, spans, protobuf_bytes);
+        return;
+    }
 
     // Interleave baseline and ours, three rounds; report the median ratio.
     for (label, ours, raw_fsync) in
@@ -217,29 +222,7 @@ fn main() {
     );
     drop(store);
 
-    let (mut block_times, mut wal_times) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        let start = Instant::now();
-        let mut payload = Vec::new();
-        for b in &batches {
-            payload.clear();
-            threadline_storage::codec::encode_batch(&b.spans, &mut payload);
-            std::hint::black_box(payload.len());
-        }
-        wal_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
-        let start = Instant::now();
-        let mut refs: Vec<&Span> = batches.iter().flat_map(|b| b.spans.iter()).collect();
-        std::hint::black_box(threadline_storage::block::encode_refs(&mut refs).unwrap().len());
-        block_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
-    }
-    block_times.sort_by(f64::total_cmp);
-    wal_times.sort_by(f64::total_cmp);
-    println!(
-        "block encoding: {:.2} µs/span (baseline WAL encoding {:.2} µs/span), ratio {:.1}",
-        block_times[1],
-        wal_times[1],
-        block_times[1] / wal_times[1]
-    );
+    block_encoding(&batches, spans, protobuf_bytes);
 
     let total: u64 = std::env::var("THREADLINE_BENCH_PROCESSES")
         .ok()
@@ -263,4 +246,38 @@ fn main() {
         index_bytes as f64 / (1u64 << 30) as f64
     );
     lookups(&store, total);
+}
+
+/// Part 3: CPU per span to encode every span as one block, against the WAL's encoding.
+fn block_encoding(batches: &[Batch], spans: usize, protobuf_bytes: usize) {
+    let (mut block_times, mut wal_times) = (Vec::new(), Vec::new());
+    let mut block_bytes = 0;
+    for _ in 0..3 {
+        let start = Instant::now();
+        let mut payload = Vec::new();
+        for b in batches {
+            payload.clear();
+            threadline_storage::codec::encode_batch(&b.spans, &mut payload);
+            std::hint::black_box(payload.len());
+        }
+        wal_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
+        let start = Instant::now();
+        let mut refs: Vec<&Span> = batches.iter().flat_map(|b| b.spans.iter()).collect();
+        block_bytes = threadline_storage::block::encode_refs(&mut refs).unwrap().len();
+        block_times.push(start.elapsed().as_secs_f64() * 1e6 / spans as f64);
+    }
+    block_times.sort_by(f64::total_cmp);
+    wal_times.sort_by(f64::total_cmp);
+    println!(
+        "block encoding: {:.2} µs/span (baseline WAL encoding {:.2} µs/span), ratio {:.1}",
+        block_times[1],
+        wal_times[1],
+        block_times[1] / wal_times[1]
+    );
+    println!(
+        "one block of all of them: {:.1} B/span; OTLP protobuf {:.1} B/span; {:.1}x smaller",
+        block_bytes as f64 / spans as f64,
+        protobuf_bytes as f64 / spans as f64,
+        protobuf_bytes as f64 / block_bytes as f64
+    );
 }

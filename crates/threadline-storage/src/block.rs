@@ -4,9 +4,9 @@
 //! Layout for lookups: rows are sorted by `trace_id`, row groups hold [`ROW_GROUP_ROWS`] rows
 //! with min/max statistics and a bloom filter on `trace_id`, pages carry a page index; so a
 //! trace is read from the one row group (and the pages within it) that can hold it. Columns
-//! are plain-encoded and compressed with zstd (level 1). The schema is documented
-//! in `docs/storage.md`; every file carries its format version in the Parquet key-value
-//! metadata under [`VERSION_KEY`].
+//! are plain-encoded and compressed with zstd (level 1), all but the random span ids. The
+//! schema is documented in `docs/storage.md`; every file carries its format version in the
+//! Parquet key-value metadata under [`VERSION_KEY`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +53,10 @@ pub const VERSION_KEY: &str = "threadline.block.version";
 pub const BLOCK_VERSION: u32 = 2;
 /// Rows per row group: the unit a trace lookup reads.
 pub const ROW_GROUP_ROWS: usize = 8192;
+/// Uncompressed bytes past which a data page is closed.
+const PAGE_BYTES: usize = 256 << 10;
+/// The same for the trace id column: 1,024 ids, the unit a trace lookup selects.
+const TRACE_ID_PAGE_BYTES: usize = 1024 * 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
@@ -606,7 +610,16 @@ fn writer_properties() -> WriterProperties {
         .set_column_dictionary_enabled(ColumnPath::from("resource_schema_url"), true)
         .set_column_dictionary_enabled(ColumnPath::from("scope_schema_url"), true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_data_page_row_count_limit(1024)
+        // Pages are cut by size, not row count: a trace lookup selects rows by the trace id
+        // pages ([`TRACE_ID_PAGE_BYTES`], 1,024 ids) and decompresses, in every other
+        // column, the pages that hold them. A column whose row group fits in [`PAGE_BYTES`]
+        // (all but the attributes) is then one page, compressed in one call instead of
+        // eight: each call to zstd resets its context, clearing its tables.
+        .set_data_page_row_count_limit(ROW_GROUP_ROWS)
+        .set_data_page_size_limit(PAGE_BYTES)
+        .set_column_data_page_size_limit(trace_id.clone(), TRACE_ID_PAGE_BYTES)
+        // Span ids are random: zstd cannot make them smaller.
+        .set_column_compression(ColumnPath::from("span_id"), Compression::UNCOMPRESSED)
         // Statistics where lookups and queries prune: per page on trace_id, per row group on
         // the top-level scalar columns; none on the nested attribute columns (the bulk).
         .set_statistics_enabled(EnabledStatistics::None)
