@@ -103,10 +103,38 @@ const ESCAPE: [bool; 256] = {
     table
 };
 
+/// Whether any byte of `bytes` is one [`ESCAPE`] names, eight bytes at a time: most strings
+/// have none and are then copied whole.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero when, and only when, `word` has a byte below `n` (for `n` up to 0x80): such a
+    // byte borrows into its high bit, which `!word` keeps as it was clear; a byte at or
+    // above 0x80 has its own high bit set, which `!word` clears.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGHS;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(word);
+        let quote = word ^ (ONES * u64::from(b'"'));
+        let backslash = word ^ (ONES * u64::from(b'\\'));
+        if below(word, 0x20) | below(quote, 1) | below(backslash, 1) != 0 {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| ESCAPE[usize::from(b)])
+}
+
 /// Writes `s` as a JSON string (quotes, backslashes and control characters escaped).
 fn write_string(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
+    if !needs_escape(s.as_bytes()) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     let mut from = 0;
     for (at, &byte) in s.as_bytes().iter().enumerate() {
         if !ESCAPE[usize::from(byte)] {
@@ -133,11 +161,15 @@ fn write_string(out: &mut String, s: &str) {
 /// Writes `events` as a JSON array onto `out`.
 pub fn write_events(out: &mut String, events: &[Event]) {
     write_list(out, ('[', ']'), events, |out, event| {
-        let _ = write!(out, "{{\"time_unix_nano\":{},\"name\":", event.time_unix_nano);
+        out.push_str("{\"time_unix_nano\":");
+        out.push_str(itoa::Buffer::new().format(event.time_unix_nano));
+        out.push_str(",\"name\":");
         write_string(out, &event.name);
         out.push_str(",\"attributes\":");
         write_attributes(out, &event.attributes);
-        let _ = write!(out, ",\"dropped_attributes_count\":{}}}", event.dropped_attributes_count);
+        out.push_str(",\"dropped_attributes_count\":");
+        out.push_str(itoa::Buffer::new().format(event.dropped_attributes_count));
+        out.push('}');
     });
 }
 
@@ -366,6 +398,31 @@ mod tests {
         assert!(
             matches!(&super::attributes(&nan).unwrap()[0].value, AnyValue::Double(d) if d.is_nan())
         );
+    }
+
+    #[test]
+    fn every_byte_that_needs_it_is_escaped_wherever_it_falls() {
+        // Each ASCII byte at each position of strings up to three words long, so every lane
+        // of the eight-byte scan and the tail after it meet every byte.
+        for len in 1..=24 {
+            for at in 0..len {
+                for byte in 0..0x80u8 {
+                    let mut bytes = vec![b'a'; len];
+                    bytes[at] = byte;
+                    let s = String::from_utf8(bytes).unwrap();
+                    let mut text = String::new();
+                    write_string(&mut text, &s);
+                    let back: String = serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("{s:?} written as {text}: {e}"));
+                    assert_eq!(back, s, "{text}");
+                    let escaped = byte < 0x20 || byte == b'"' || byte == b'\\';
+                    assert_eq!(text.len() > len + 2, escaped, "{s:?} written as {text}");
+                }
+            }
+        }
+        let mut text = String::new();
+        write_string(&mut text, "ünïcode ✓ and more than eight bytes");
+        assert_eq!(text, "\"ünïcode ✓ and more than eight bytes\"");
     }
 
     #[test]
