@@ -616,11 +616,14 @@ impl Store {
                     "writing the block list",
                 )?;
                 let mut traces = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
-                for trace_id in head.traces.keys() {
-                    idx(
-                        traces.insert(&trace_key(*trace_id, id)[..], ()),
-                        "writing the trace index",
-                    )?;
+                // In key order, not the head's hash order: each leaf of the index is then
+                // changed by a run of inserts while it is at hand, instead of by inserts
+                // scattered over the whole commit.
+                let mut keys: Vec<[u8; 24]> =
+                    head.traces.keys().map(|trace_id| trace_key(*trace_id, id)).collect();
+                keys.sort_unstable();
+                for key in &keys {
+                    idx(traces.insert(&key[..], ()), "writing the trace index")?;
                 }
                 let mut table = idx(tx.open_table(SERVICES), "writing services")?;
                 for service in &services {
