@@ -194,7 +194,8 @@ pub struct Store {
     options: StoreOptions,
     wal: Mutex<Wal>,
     heads: RwLock<Heads>,
-    pub(crate) index: Database,
+    /// Shared with the blocking pool, where a flush writes its index entries.
+    pub(crate) index: Arc<Database>,
     /// The process table's business-key and trace entries.
     pub(crate) process_keys: crate::runs::RunIndex,
     pub(crate) process_traces: crate::runs::RunIndex,
@@ -276,6 +277,46 @@ fn record_next_block(
 
 fn block_path(id: u64) -> String {
     format!("spans/{id:020}.parquet")
+}
+
+/// What the index records of a block a flush wrote.
+struct Flushed {
+    id: u64,
+    /// Spans, bytes, earliest and latest start, as the block list keeps them.
+    summary: (u64, u64, u64, u64),
+    /// Its traces' keys in the trace index, sorted.
+    trace_keys: Vec<[u8; 24]>,
+    services: BTreeSet<String>,
+    /// The WAL sequence number the block covers up to.
+    last_seq: u64,
+}
+
+impl Flushed {
+    /// Records the block, its traces, the services known and the flushed sequence number
+    /// in one durable transaction.
+    fn index(&self, index: &Database) -> Result<(), StoreError> {
+        let mut tx = idx(index.begin_write(), "writing the index")?;
+        tx.set_durability(redb::Durability::Immediate).map_err(|e| StoreError::Index {
+            context: "writing the index".into(),
+            message: e.to_string(),
+        })?;
+        {
+            let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
+            idx(blocks.insert(self.id, self.summary), "writing the block list")?;
+            let mut traces = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
+            for key in &self.trace_keys {
+                idx(traces.insert(&key[..], ()), "writing the trace index")?;
+            }
+            let mut table = idx(tx.open_table(SERVICES), "writing services")?;
+            for service in &self.services {
+                idx(table.insert(service.as_str(), ()), "writing services")?;
+            }
+            let mut meta = idx(tx.open_table(META), "writing index metadata")?;
+            record_next_block(&mut meta, self.id, "writing index metadata")?;
+            idx(meta.insert(META_FLUSHED_SEQ, self.last_seq), "writing index metadata")?;
+        }
+        idx(tx.commit(), "committing the index")
+    }
 }
 
 fn trace_key(trace_id: TraceId, block: u64) -> [u8; 24] {
@@ -410,7 +451,7 @@ impl Store {
             options,
             wal: Mutex::new(wal),
             heads: RwLock::new(heads),
-            index,
+            index: Arc::new(index),
             process_keys,
             process_traces,
             objects,
@@ -602,40 +643,27 @@ impl Store {
         let min_start = head.all().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
         let max_start = head.all().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
         let count = head.spans as u64;
-        let services = self.services.read().clone();
-        let write = async {
-            let mut tx = idx(self.index.begin_write(), "writing the index")?;
-            tx.set_durability(redb::Durability::Immediate).map_err(|e| StoreError::Index {
-                context: "writing the index".into(),
-                message: e.to_string(),
-            })?;
-            {
-                let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
-                idx(
-                    blocks.insert(id, (count, size, min_start, max_start)),
-                    "writing the block list",
-                )?;
-                let mut traces = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
-                // In key order, not the head's hash order: each leaf of the index is then
-                // changed by a run of inserts while it is at hand, instead of by inserts
-                // scattered over the whole commit.
-                let mut keys: Vec<[u8; 24]> =
-                    head.traces.keys().map(|trace_id| trace_key(*trace_id, id)).collect();
-                keys.sort_unstable();
-                for key in &keys {
-                    idx(traces.insert(&key[..], ()), "writing the trace index")?;
-                }
-                let mut table = idx(tx.open_table(SERVICES), "writing services")?;
-                for service in &services {
-                    idx(table.insert(service.as_str(), ()), "writing services")?;
-                }
-                let mut meta = idx(tx.open_table(META), "writing index metadata")?;
-                record_next_block(&mut meta, id, "writing index metadata")?;
-                idx(meta.insert(META_FLUSHED_SEQ, head.last_seq), "writing index metadata")?;
-            }
-            idx(tx.commit(), "committing the index")
+        // In key order, not the head's hash order: each leaf of the trace index is then
+        // changed by a run of inserts while it is at hand, instead of by inserts scattered
+        // over the whole commit.
+        let mut trace_keys: Vec<[u8; 24]> =
+            head.traces.keys().map(|trace_id| trace_key(*trace_id, id)).collect();
+        trace_keys.sort_unstable();
+        let flushed = Flushed {
+            id,
+            summary: (count, size, min_start, max_start),
+            trace_keys,
+            services: self.services.read().clone(),
+            last_seq: head.last_seq,
         };
-        if let Err(e) = write.await {
+        // On the blocking pool: as the index grows, this commit takes long enough to stall
+        // the tasks of an async worker (docs/benchmarks.md).
+        let index = Arc::clone(&self.index);
+        let written = tokio::task::spawn_blocking(move || flushed.index(&index))
+            .await
+            .map_err(|e| StoreError::Corrupt { message: format!("block indexer stopped: {e}") })
+            .and_then(|indexed| indexed);
+        if let Err(e) = written {
             // Not indexed: the object is an orphan; remove it so a retry starts clean.
             let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
             return Err(e);
