@@ -15,7 +15,7 @@ use threadline_core::id::TraceId;
 use crate::StoreError;
 use crate::codec::{DecodeError, Reader, put_len, put_str, put_u64};
 use crate::runs::{RunIndex, RunLimits, RunSession, RunTables};
-use crate::store::{Store, idx};
+use crate::store::{Store, begin_durable, idx};
 
 /// Process id (16 bytes) → encoded [`ProcessRecord`].
 pub(crate) const PROCESSES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
@@ -660,9 +660,7 @@ impl Store {
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let ctx = WRITE_CTX;
         let (mut keys, mut traces) = (self.process_keys.session(), self.process_traces.session());
-        let mut tx = idx(self.index.begin_write(), ctx)?;
-        tx.set_durability(redb::Durability::Immediate)
-            .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
+        let tx = begin_durable(&self.index, ctx)?;
         let mut logged = Vec::with_capacity(changes.events.len());
         let (written, created);
         {

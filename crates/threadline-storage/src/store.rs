@@ -17,7 +17,7 @@ use object_store::ObjectStore;
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
 use parking_lot::{Mutex, RwLock};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use threadline_core::id::TraceId;
 use threadline_core::span::Span;
 
@@ -263,6 +263,16 @@ pub(crate) fn idx<T, E: Into<redb::Error>>(
     result.map_err(|e| index_err(context)(e.into()))
 }
 
+/// A write transaction whose commit is durable (fsynced) before it returns.
+pub(crate) fn begin_durable(
+    index: &Database,
+    context: &str,
+) -> Result<WriteTransaction, StoreError> {
+    let mut tx = idx(index.begin_write(), context)?;
+    idx(tx.set_durability(redb::Durability::Immediate), context)?;
+    Ok(tx)
+}
+
 /// Records that block ids up to `id` are taken. Flushes and compactions commit in any order,
 /// so the recorded value only grows.
 fn record_next_block(
@@ -295,11 +305,7 @@ impl Flushed {
     /// Records the block, its traces, the services known and the flushed sequence number
     /// in one durable transaction.
     fn index(&self, index: &Database) -> Result<(), StoreError> {
-        let mut tx = idx(index.begin_write(), "writing the index")?;
-        tx.set_durability(redb::Durability::Immediate).map_err(|e| StoreError::Index {
-            context: "writing the index".into(),
-            message: e.to_string(),
-        })?;
+        let tx = begin_durable(index, "writing the index")?;
         {
             let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
             idx(blocks.insert(self.id, self.summary), "writing the block list")?;
@@ -874,9 +880,7 @@ impl Store {
         self.staged.write().insert(id, Arc::clone(&entry));
         let ctx = "indexing a compacted block";
         let written = (|| {
-            let mut tx = idx(self.index.begin_write(), ctx)?;
-            tx.set_durability(redb::Durability::Immediate)
-                .map_err(|e| StoreError::Index { context: ctx.into(), message: e.to_string() })?;
+            let tx = begin_durable(&self.index, ctx)?;
             {
                 let mut blocks = idx(tx.open_table(BLOCKS), ctx)?;
                 let mut traces = idx(tx.open_table(TRACE_BLOCKS), ctx)?;
