@@ -1,6 +1,6 @@
 //! The `spans` table: every stored span, from the blocks and from the spans not yet in a
 //! block, read at the moment the query is planned. A filter on `start_time` skips blocks
-//! outside the range; `trace_id = '…'` reads that trace alone through the trace index.
+//! outside the range; `trace_id = '…'` reads that trace alone (`Store::trace`).
 
 use std::sync::Arc;
 
@@ -196,7 +196,7 @@ impl PartitionStream for BlockPartition {
     }
 }
 
-/// One trace, through the trace index.
+/// One trace, from the blocks whose trace filters may hold it.
 #[derive(Debug)]
 struct TracePartition {
     store: Arc<Store>,

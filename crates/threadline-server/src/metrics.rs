@@ -370,6 +370,11 @@ fn render_self(out: &mut String, me: &SelfMetrics) {
             me.store.head_spans,
         ),
         ("threadline_store_blocks", "Span blocks stored.", me.store.blocks),
+        (
+            "threadline_store_trace_filter_bytes",
+            "Memory taken by the span blocks' trace filters.",
+            me.store.trace_filter_bytes,
+        ),
         ("threadline_store_block_spans", "Spans in blocks.", me.store.block_spans),
         ("threadline_store_block_bytes", "Bytes of span blocks.", me.store.block_bytes),
         ("threadline_store_wal_segments", "WAL segments on disk.", me.store.wal_segments),

@@ -1,7 +1,7 @@
 //! Durable storage figures (docs/benchmarks.md), each against a baseline measured in the same
 //! run on the same data:
 //!
-//! 1. durable ingest on one core: WAL group commit + head + Parquet blocks + trace index,
+//! 1. durable ingest on one core: WAL group commit + head + Parquet blocks + trace filters,
 //!    against appending the OTLP protobuf request bytes to a file with the same fsync policy;
 //! 2. bytes stored per span in blocks, against the OTLP protobuf size of the same spans;
 //! 3. block encoding on one core: CPU per span to encode all the spans as one block, against

@@ -11,6 +11,7 @@ pub mod processes;
 mod runs;
 pub mod search;
 pub mod store;
+pub mod trace_filter;
 pub mod wal;
 
 /// A storage failure: what was being done, and the underlying cause.
@@ -43,6 +44,8 @@ pub struct StoreStats {
     pub head_spans: u64,
     pub head_traces: u64,
     pub blocks: u64,
+    /// Memory taken by the blocks' trace filters (about 2 bytes per trace a block holds).
+    pub trace_filter_bytes: u64,
     pub block_spans: u64,
     pub block_bytes: u64,
     /// Blocks deleted by retention since start.

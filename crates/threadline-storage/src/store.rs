@@ -1,12 +1,12 @@
 //! The durable span store: the WAL, an in-memory head of recent spans, and immutable Parquet
-//! blocks in an object store, with an index from trace id to the blocks holding it.
+//! blocks in an object store, each with a trace filter telling which traces it may hold.
 //!
 //! Write path: [`Store::append`] writes a group of batches to the WAL as one commit (fsynced
 //! per policy) and then into the head, where they are readable at once. [`Store::flush`]
-//! freezes the head, writes it as one block, records the block and its traces in the index,
-//! and only then drops the frozen head and the WAL segments it covered. A span is therefore
-//! always readable from the head, a frozen head or a block, and after a crash it is in a
-//! block or in the WAL (replayed into the head on open).
+//! freezes the head, writes it as one block, records the block and its trace filter in the
+//! index, and only then drops the frozen head and the WAL segments it covered. A span is
+//! therefore always readable from the head, a frozen head or a block, and after a crash it is
+//! in a block or in the WAL (replayed into the head on open).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ use crate::block::{self, BlockError, OpenBlock};
 use crate::codec;
 use crate::data_dir::DataDir;
 pub use crate::runs::RunLimits;
+use crate::trace_filter::TraceFilter;
 use crate::wal::{Damage, Wal, WalError, WalOptions};
 use crate::{StoreError, StoreStats};
 
@@ -34,15 +35,18 @@ pub const COMPACT_MIN_BLOCKS: usize = 4;
 pub const COMPACT_MAX_SPANS: u64 = 500_000;
 
 /// Index format version, kept in the index's metadata table. Version 2 keeps the process
-/// table's key and trace entries in sorted runs; a version-1 index is taken to version 2 on
-/// open.
-pub const INDEX_VERSION: u64 = 2;
+/// table's key and trace entries in sorted runs; version 3 replaces the entry per trace and
+/// block with a trace filter per block. An older index is taken to version 3 on open.
+pub const INDEX_VERSION: u64 = 3;
 
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Block id → (spans, bytes, min start, max start).
 const BLOCKS: TableDefinition<'_, u64, (u64, u64, u64, u64)> = TableDefinition::new("blocks");
-/// Trace id (16 bytes) then block id (8 bytes, big-endian) → nothing.
-const TRACE_BLOCKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("trace_blocks");
+/// Block id → its trace filter ([`TraceFilter::to_bytes`]).
+const BLOCK_TRACES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("block_traces");
+/// Index versions 1 and 2: trace id (16 bytes) then block id (8 bytes, big-endian) → nothing.
+/// Deleted on open, once every block has its filter.
+const V2_TRACE_BLOCKS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("trace_blocks");
 const SERVICES: TableDefinition<'_, &str, ()> = TableDefinition::new("services");
 
 pub(crate) const META_VERSION: &str = "format_version";
@@ -201,8 +205,8 @@ pub struct Store {
     pub(crate) process_traces: crate::runs::RunIndex,
     objects: Arc<dyn ObjectStore>,
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
-    /// A merged block between its index commit and its place in `blocks`: the index already
-    /// names it for its traces, so lookups take it from here in that moment.
+    /// A merged block from just before its index commit until it replaces its inputs in
+    /// `blocks`: lookups take it from here in that moment.
     staged: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     services: RwLock<BTreeSet<String>>,
     counters: Mutex<Counters>,
@@ -245,6 +249,8 @@ pub const DELETE_GRACE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 struct BlockEntry {
     block: OpenBlock,
+    /// Which traces the block may hold: a trace lookup reads only blocks that may.
+    traces: TraceFilter,
     spans: u64,
     bytes: u64,
     min_start: u64,
@@ -294,25 +300,23 @@ struct Flushed {
     id: u64,
     /// Spans, bytes, earliest and latest start, as the block list keeps them.
     summary: (u64, u64, u64, u64),
-    /// Its traces' keys in the trace index, sorted.
-    trace_keys: Vec<[u8; 24]>,
+    /// Its trace filter, as stored.
+    traces: Vec<u8>,
     services: BTreeSet<String>,
     /// The WAL sequence number the block covers up to.
     last_seq: u64,
 }
 
 impl Flushed {
-    /// Records the block, its traces, the services known and the flushed sequence number
-    /// in one durable transaction.
+    /// Records the block, its trace filter, the services known and the flushed sequence
+    /// number in one durable transaction.
     fn index(&self, index: &Database) -> Result<(), StoreError> {
         let tx = begin_durable(index, "writing the index")?;
         {
             let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
             idx(blocks.insert(self.id, self.summary), "writing the block list")?;
-            let mut traces = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
-            for key in &self.trace_keys {
-                idx(traces.insert(&key[..], ()), "writing the trace index")?;
-            }
+            let mut traces = idx(tx.open_table(BLOCK_TRACES), "writing a trace filter")?;
+            idx(traces.insert(self.id, self.traces.as_slice()), "writing a trace filter")?;
             let mut table = idx(tx.open_table(SERVICES), "writing services")?;
             for service in &self.services {
                 idx(table.insert(service.as_str(), ()), "writing services")?;
@@ -323,13 +327,6 @@ impl Flushed {
         }
         idx(tx.commit(), "committing the index")
     }
-}
-
-fn trace_key(trace_id: TraceId, block: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(trace_id.as_bytes());
-    key[16..].copy_from_slice(&block.to_be_bytes());
-    key
 }
 
 impl Store {
@@ -386,6 +383,7 @@ impl Store {
             applied,
             next_block,
             blocks: block_rows,
+            mut filters,
             services,
         } = read_index_state(&index, &index_path)?;
         let (process_keys, process_traces) =
@@ -394,22 +392,44 @@ impl Store {
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
         let mut blocks = HashMap::new();
         let mut counters = Counters::default();
+        // Filters made on this open: for blocks of an older index, or whose filter is damaged.
+        let mut made: Vec<(u64, Vec<u8>)> = Vec::new();
         for (id, (spans, bytes, min_start, max_start)) in block_rows {
             let path = block_path(id);
-            match OpenBlock::open(Arc::clone(&objects), &path, bytes).await {
-                Ok(block) => {
+            let stored = filters.remove(&id).map(|b| TraceFilter::from_bytes(&b));
+            let opened_block = match OpenBlock::open(Arc::clone(&objects), &path, bytes).await {
+                Ok(block) => match stored {
+                    Some(Ok(traces)) => Ok((block, traces)),
+                    found => {
+                        if let Some(Err(e)) = found {
+                            tracing::warn!(block = %path, error = %e, "a trace filter is damaged; it is made again from the block");
+                        }
+                        match block.trace_ids().await {
+                            Ok(ids) => {
+                                let traces = TraceFilter::build(ids.iter());
+                                made.push((id, traces.to_bytes()));
+                                Ok((block, traces))
+                            }
+                            Err(e) => Err(threadline_core::error::chain(&e)),
+                        }
+                    }
+                },
+                Err(e) => Err(threadline_core::error::chain(&e)),
+            };
+            match opened_block {
+                Ok((block, traces)) => {
                     counters.spans_in_blocks += spans;
                     counters.block_bytes += bytes;
-                    let entry = BlockEntry { block, spans, bytes, min_start, max_start };
+                    let entry = BlockEntry { block, traces, spans, bytes, min_start, max_start };
                     blocks.insert(id, Arc::new(entry));
                 }
-                Err(e) => {
-                    let message = threadline_core::error::chain(&e);
+                Err(message) => {
                     tracing::error!(block = %path, error = %message, "a block cannot be read; it is left out of reads");
                     opened.unreadable_blocks.push(message);
                 }
             }
         }
+        store_filters(&index, &made, version)?;
 
         let mut heads = Heads::default();
         let mut replayed = Vec::new();
@@ -635,9 +655,10 @@ impl Store {
         let id = self.next_block_id()?;
         let path = block_path(id);
         let shared = Arc::clone(head);
-        let bytes = tokio::task::spawn_blocking(move || {
+        let (bytes, traces) = tokio::task::spawn_blocking(move || {
             let mut spans: Vec<&Span> = shared.all().collect();
-            block::encode_refs(&mut spans)
+            let bytes = block::encode_refs(&mut spans)?;
+            Ok::<_, BlockError>((bytes, TraceFilter::build(shared.traces.keys())))
         })
         .await
         .map_err(|e| StoreError::Corrupt { message: format!("block encoder stopped: {e}") })??;
@@ -649,21 +670,15 @@ impl Store {
         let min_start = head.all().map(|s| s.start_time_unix_nano).min().unwrap_or(0);
         let max_start = head.all().map(|s| s.start_time_unix_nano).max().unwrap_or(0);
         let count = head.spans as u64;
-        // In key order, not the head's hash order: each leaf of the trace index is then
-        // changed by a run of inserts while it is at hand, instead of by inserts scattered
-        // over the whole commit.
-        let mut trace_keys: Vec<[u8; 24]> =
-            head.traces.keys().map(|trace_id| trace_key(*trace_id, id)).collect();
-        trace_keys.sort_unstable();
         let flushed = Flushed {
             id,
             summary: (count, size, min_start, max_start),
-            trace_keys,
+            traces: traces.to_bytes(),
             services: self.services.read().clone(),
             last_seq: head.last_seq,
         };
-        // On the blocking pool: as the index grows, this commit takes long enough to stall
-        // the tasks of an async worker (docs/benchmarks.md).
+        // On the blocking pool: the commit waits on the disk, which would stall the tasks of
+        // an async worker (docs/benchmarks.md).
         let index = Arc::clone(&self.index);
         let written = tokio::task::spawn_blocking(move || flushed.index(&index))
             .await
@@ -677,7 +692,8 @@ impl Store {
         let mut counters = self.counters.lock();
         counters.spans_in_blocks += count;
         counters.block_bytes += size;
-        Ok((id, Arc::new(BlockEntry { block, spans: count, bytes: size, min_start, max_start })))
+        let entry = BlockEntry { block, traces, spans: count, bytes: size, min_start, max_start };
+        Ok((id, Arc::new(entry)))
     }
 
     /// Deletes blocks past the retention age (by their newest span's start, against
@@ -702,19 +718,13 @@ impl Store {
             doomed
         };
         for (id, entry) in &mut doomed {
-            let traces: Vec<TraceId> = entry.block.trace_ids().await?;
             {
                 let tx = idx(self.index.begin_write(), "writing the index")?;
                 {
                     let mut blocks = idx(tx.open_table(BLOCKS), "writing the block list")?;
                     idx(blocks.remove(*id), "writing the block list")?;
-                    let mut table = idx(tx.open_table(TRACE_BLOCKS), "writing the trace index")?;
-                    for trace_id in traces {
-                        idx(
-                            table.remove(&trace_key(trace_id, *id)[..]),
-                            "writing the trace index",
-                        )?;
-                    }
+                    let mut traces = idx(tx.open_table(BLOCK_TRACES), "writing a trace filter")?;
+                    idx(traces.remove(*id), "writing a trace filter")?;
                 }
                 idx(tx.commit(), "committing the index")?;
             }
@@ -737,21 +747,18 @@ impl Store {
                 spans.extend(head.trace(trace_id).cloned());
             }
         }
-        // A compaction may swap blocks between reading the index and the block list: read
-        // again then, and the index names the merged block. In the moment between its index
-        // commit and the swap, the merged block is found among the staged ones.
-        let mut entries: Vec<Arc<BlockEntry>> = Vec::new();
-        for _ in 0..3 {
-            let block_ids = self.blocks_of_trace(trace_id)?;
+        // The blocks whose filters may hold the trace. A compaction swaps its inputs for the
+        // merged block under the block list's lock, after staging the merged block: both
+        // lists read together therefore hold every span once or twice, never not at all.
+        let entries: Vec<Arc<BlockEntry>> = {
             let (blocks, staged) = (self.blocks.read(), self.staged.read());
-            entries = block_ids
-                .iter()
-                .filter_map(|id| blocks.get(id).or_else(|| staged.get(id)).cloned())
-                .collect();
-            if entries.len() == block_ids.len() {
-                break;
-            }
-        }
+            blocks
+                .values()
+                .chain(staged.values())
+                .filter(|entry| entry.traces.may_contain(&trace_id))
+                .cloned()
+                .collect()
+        };
         for entry in entries {
             match entry.block.trace(trace_id).await {
                 Ok(found) => spans.extend(found),
@@ -813,21 +820,6 @@ impl Store {
         Ok(crate::search::newest(found, query.limit))
     }
 
-    fn blocks_of_trace(&self, trace_id: TraceId) -> Result<Vec<u64>, StoreError> {
-        let read = idx(self.index.begin_read(), "reading the index")?;
-        let table = idx(read.open_table(TRACE_BLOCKS), "reading the trace index")?;
-        let from = trace_key(trace_id, 0);
-        let to = trace_key(trace_id, u64::MAX);
-        let mut ids = Vec::new();
-        for entry in idx(table.range(&from[..]..=&to[..]), "reading the trace index")? {
-            let (key, _) = idx(entry, "reading the trace index")?;
-            let mut id = [0u8; 8];
-            id.copy_from_slice(&key.value()[16..]);
-            ids.push(u64::from_be_bytes(id));
-        }
-        Ok(ids)
-    }
-
     /// Merges the oldest run of small blocks (at least [`COMPACT_MIN_BLOCKS`] blocks under
     /// `compact_below_bytes`, at most [`COMPACT_MAX_SPANS`] spans together) into one block, so
     /// lookups touch fewer files. Returns how many blocks were merged (0: nothing to do).
@@ -857,11 +849,12 @@ impl Store {
             return Ok(0);
         }
         let mut batches = Vec::new();
-        let mut old_traces: Vec<(u64, Vec<TraceId>)> = Vec::new();
-        for (id, entry) in &run {
-            old_traces.push((*id, entry.block.trace_ids().await?));
+        let mut trace_ids: Vec<TraceId> = Vec::new();
+        for (_, entry) in &run {
+            trace_ids.extend(entry.block.trace_ids().await?);
             batches.extend(entry.block.batches().await?);
         }
+        let traces = TraceFilter::build(trace_ids.iter());
         let bytes =
             tokio::task::spawn_blocking(move || block::merge(&batches)).await.map_err(|e| {
                 StoreError::Corrupt { message: format!("block compaction stopped: {e}") }
@@ -876,27 +869,33 @@ impl Store {
         let spans: u64 = run.iter().map(|(_, b)| b.spans).sum();
         let min_start = run.iter().map(|(_, b)| b.min_start).min().unwrap_or(0);
         let max_start = run.iter().map(|(_, b)| b.max_start).max().unwrap_or(0);
-        let entry = Arc::new(BlockEntry { block, spans, bytes: size, min_start, max_start });
+        let filter = traces.to_bytes();
+        let entry =
+            Arc::new(BlockEntry { block, traces, spans, bytes: size, min_start, max_start });
         self.staged.write().insert(id, Arc::clone(&entry));
         let ctx = "indexing a compacted block";
-        let written = (|| {
-            let tx = begin_durable(&self.index, ctx)?;
+        let index = Arc::clone(&self.index);
+        let old: Vec<u64> = run.iter().map(|(id, _)| *id).collect();
+        // On the blocking pool, as a flush's index commit: it waits on the disk.
+        let written = tokio::task::spawn_blocking(move || {
+            let tx = begin_durable(&index, ctx)?;
             {
                 let mut blocks = idx(tx.open_table(BLOCKS), ctx)?;
-                let mut traces = idx(tx.open_table(TRACE_BLOCKS), ctx)?;
+                let mut traces = idx(tx.open_table(BLOCK_TRACES), ctx)?;
                 idx(blocks.insert(id, (spans, size, min_start, max_start)), ctx)?;
-                for (old, trace_ids) in &old_traces {
-                    idx(blocks.remove(*old), ctx)?;
-                    for trace_id in trace_ids {
-                        idx(traces.insert(&trace_key(*trace_id, id)[..], ()), ctx)?;
-                        idx(traces.remove(&trace_key(*trace_id, *old)[..]), ctx)?;
-                    }
+                idx(traces.insert(id, filter.as_slice()), ctx)?;
+                for old in old {
+                    idx(blocks.remove(old), ctx)?;
+                    idx(traces.remove(old), ctx)?;
                 }
                 let mut meta = idx(tx.open_table(META), ctx)?;
                 record_next_block(&mut meta, id, ctx)?;
             }
             idx(tx.commit(), ctx)
-        })();
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt { message: format!("block indexer stopped: {e}") })
+        .and_then(|indexed| indexed);
         if let Err(e) = written {
             self.staged.write().remove(&id);
             let _ = self.objects.delete(&ObjectPath::from(path.as_str())).await;
@@ -1003,6 +1002,7 @@ impl Store {
             head_spans,
             head_traces,
             blocks: self.blocks.read().len() as u64,
+            trace_filter_bytes: self.blocks.read().values().map(|b| b.traces.bytes() as u64).sum(),
             block_spans: counters.spans_in_blocks,
             block_bytes: counters.block_bytes,
             deleted_blocks: counters.deleted_blocks,
@@ -1075,10 +1075,13 @@ async fn rebuild_index(
                 blocks.insert(id, (spans.len() as u64, meta.size, min, max)),
                 "rebuilding the index",
             )?;
-            let mut traces = idx(tx.open_table(TRACE_BLOCKS), "rebuilding the index")?;
+            let filter = TraceFilter::build(spans.iter().map(|s| &s.trace_id));
+            let mut traces = idx(tx.open_table(BLOCK_TRACES), "rebuilding the index")?;
+            idx(traces.insert(id, filter.to_bytes().as_slice()), "rebuilding the index")?;
             for span in &spans {
-                idx(traces.insert(&trace_key(span.trace_id, id)[..], ()), "rebuilding the index")?;
-                services.insert(span.service_name().to_owned());
+                if !services.contains(span.service_name()) {
+                    services.insert(span.service_name().to_owned());
+                }
             }
         }
         idx(tx.commit(), "rebuilding the index")?;
@@ -1104,6 +1107,8 @@ struct IndexState {
     applied: u64,
     next_block: u64,
     blocks: Vec<(u64, (u64, u64, u64, u64))>,
+    /// Stored trace filters by block id, as stored.
+    filters: HashMap<u64, Vec<u8>>,
     services: Vec<String>,
 }
 
@@ -1131,7 +1136,7 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
             }
         };
         idx(tx.open_table(BLOCKS), "opening the index")?;
-        idx(tx.open_table(TRACE_BLOCKS), "opening the index")?;
+        idx(tx.open_table(BLOCK_TRACES), "opening the index")?;
         idx(tx.open_table(SERVICES), "opening the index")?;
         use crate::processes as p;
         idx(tx.open_table(p::PROCESSES), "opening the index")?;
@@ -1155,6 +1160,14 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         let (id, row) = idx(entry, "reading the block list")?;
         blocks.push((id.value(), row.value()));
     }
+    let mut filters = HashMap::new();
+    for entry in idx(
+        idx(read.open_table(BLOCK_TRACES), "reading trace filters")?.iter(),
+        "reading trace filters",
+    )? {
+        let (id, bytes) = idx(entry, "reading trace filters")?;
+        filters.insert(id.value(), bytes.value().to_vec());
+    }
     let mut services = Vec::new();
     for entry in
         idx(idx(read.open_table(SERVICES), "reading services")?.iter(), "reading services")?
@@ -1162,7 +1175,36 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         let (name, _) = idx(entry, "reading services")?;
         services.push(name.value().to_owned());
     }
-    Ok(IndexState { version, flushed, applied, next_block, blocks, services })
+    Ok(IndexState { version, flushed, applied, next_block, blocks, filters, services })
+}
+
+/// Stores the trace filters made on open; an index of an older version then loses its entry
+/// per trace and block (which the filters replace) and is of the current version.
+fn store_filters(
+    index: &Database,
+    made: &[(u64, Vec<u8>)],
+    version: u64,
+) -> Result<(), StoreError> {
+    let ctx = "storing trace filters";
+    let upgrade = version < INDEX_VERSION;
+    if made.is_empty() && !upgrade {
+        return Ok(());
+    }
+    let tx = begin_durable(index, ctx)?;
+    {
+        let mut traces = idx(tx.open_table(BLOCK_TRACES), ctx)?;
+        for (id, bytes) in made {
+            idx(traces.insert(*id, bytes.as_slice()), ctx)?;
+        }
+    }
+    // Also when an upgrade was cut short after the version was recorded: the filters were
+    // made again above, and the old entries go now.
+    idx(tx.delete_table(V2_TRACE_BLOCKS), ctx)?;
+    if upgrade {
+        let mut meta = idx(tx.open_table(META), ctx)?;
+        idx(meta.insert(META_VERSION, INDEX_VERSION), ctx)?;
+    }
+    idx(tx.commit(), ctx)
 }
 
 impl From<WalError> for StoreError {

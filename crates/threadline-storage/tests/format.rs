@@ -171,6 +171,22 @@ fn every_format_version_opens_and_reads_back() {
             let (store, _) = Store::open(dir.path(), options()).await.unwrap();
             assert_eq!(store.process_of_trace(trace(2, 0)).unwrap(), Some(row()));
             assert_eq!(store.processes_by_key("order.id", "o-1", 5).unwrap(), vec![row()]);
+            drop(store);
+
+            // The index is of the current version, and the entry per trace and block of
+            // versions 1 and 2 is gone (a filter per block replaced it).
+            let db = redb::Database::create(dir.path().join("index/threadline.redb")).unwrap();
+            let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+            let tables: Vec<String> = read
+                .list_tables()
+                .unwrap()
+                .map(|t| redb::TableHandle::name(&t).to_owned())
+                .collect();
+            assert!(!tables.iter().any(|t| t == "trace_blocks"), "v{version}: {tables:?}");
+            let meta = redb::TableDefinition::<&str, u64>::new("meta");
+            let found =
+                read.open_table(meta).unwrap().get("format_version").unwrap().unwrap().value();
+            assert_eq!(found, threadline_storage::store::INDEX_VERSION, "v{version}");
         }
     });
 }

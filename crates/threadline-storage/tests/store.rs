@@ -219,6 +219,60 @@ fn a_missing_index_is_rebuilt_from_the_blocks() {
 }
 
 #[test]
+fn a_damaged_or_missing_trace_filter_is_made_again_from_its_block() {
+    runtime().block_on(async {
+        let dir = TempDir::new("store-filter").unwrap();
+        let batches: Vec<Vec<Span>> = (1..=3).map(|seed| batch(seed, 15)).collect();
+        {
+            let (store, _) = open(dir.path()).await;
+            for b in &batches {
+                store.append(&[b.as_slice()]).unwrap();
+                store.flush().await.unwrap();
+            }
+            // 15 traces a block, 16 bits each, in buckets of 256 bits.
+            assert_eq!(store.stats().trace_filter_bytes, 3 * 32);
+        }
+        let filters = redb::TableDefinition::<u64, &[u8]>::new("block_traces");
+        {
+            let db = redb::Database::create(dir.path().join("index/threadline.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(filters).unwrap();
+                let ids: Vec<u64> = redb::ReadableTable::iter(&table)
+                    .unwrap()
+                    .map(|e| e.unwrap().0.value())
+                    .collect();
+                assert_eq!(ids.len(), 3);
+                table.insert(ids[0], b"not a filter".as_slice()).unwrap();
+                table.remove(ids[1]).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let (store, opened) = open(dir.path()).await;
+        assert!(opened.unreadable_blocks.is_empty(), "{opened:?}");
+        for seed in 1..=3 {
+            for n in [0, 7, 14] {
+                let id = trace_of(seed, n);
+                assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
+            }
+        }
+        drop(store);
+        // Made again once, and stored: the index holds a valid filter for every block.
+        let db = redb::Database::create(dir.path().join("index/threadline.redb")).unwrap();
+        let read = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let table = read.open_table(filters).unwrap();
+        let stored: Vec<Vec<u8>> = redb::ReadableTable::iter(&table)
+            .unwrap()
+            .map(|e| e.unwrap().1.value().to_vec())
+            .collect();
+        assert_eq!(stored.len(), 3);
+        for bytes in stored {
+            threadline_storage::trace_filter::TraceFilter::from_bytes(&bytes).unwrap();
+        }
+    });
+}
+
+#[test]
 fn a_damaged_index_is_set_aside_and_rebuilt() {
     runtime().block_on(async {
         let dir = TempDir::new("store-badindex").unwrap();
