@@ -6,11 +6,14 @@
 //! 2. bytes stored per span in blocks, against the OTLP protobuf size of the same spans;
 //! 3. block encoding on one core: CPU per span to encode all the spans as one block, against
 //!    encoding the same spans for the WAL (the same fields, no columns, no compression);
-//! 4. process lookups (by id, by business key) with many processes stored: p50/p99 latency.
+//! 4. trace lookups with many blocks stored: latency of `Store::trace`, which finds the blocks
+//!    that may hold the trace, against reading the trace from the one block known to hold it;
+//! 5. process lookups (by id, by business key) with many processes stored: p50/p99 latency.
 //!
 //! Run: `cargo bench -p threadline-storage --bench storage`. `THREADLINE_BENCH_PROCESSES`
 //! sets the number of stored processes (default 10,000,000); `THREADLINE_BENCH_ONLY=encode`
-//! runs part 3 alone (what `callgrind` counts instructions on).
+//! runs part 3 alone (what `callgrind` counts instructions on), `THREADLINE_BENCH_ONLY=traces`
+//! part 4 alone.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![allow(clippy::unwrap_used, reason = "a benchmark fails loudly")]
@@ -182,8 +185,13 @@ fn main() {
     let spans: usize = batches.iter().map(|b| b.spans.len()).sum();
     let protobuf_bytes: usize = batches.iter().map(|b| b.protobuf.len()).sum();
     println!("{spans} spans in {BATCHES} batches of 1,000; OTLP protobuf {protobuf_bytes} B");
-    if std::env::var("THREADLINE_BENCH_ONLY").is_ok_and(|only| only == "encode") {
+    let only = std::env::var("THREADLINE_BENCH_ONLY").unwrap_or_default();
+    if only == "encode" {
         block_encoding(&batches, spans, protobuf_bytes);
+        return;
+    }
+    if only == "traces" {
+        trace_lookups(&rt, &batches);
         return;
     }
 
@@ -223,6 +231,7 @@ fn main() {
     drop(store);
 
     block_encoding(&batches, spans, protobuf_bytes);
+    trace_lookups(&rt, &batches);
 
     let total: u64 = std::env::var("THREADLINE_BENCH_PROCESSES")
         .ok()
@@ -246,6 +255,63 @@ fn main() {
         index_bytes as f64 / (1u64 << 30) as f64
     );
     lookups(&store, total);
+}
+
+/// Part 4: trace lookups among many blocks (a block per 10 batches: 30 blocks of 10,000 spans),
+/// each against reading the same trace from the block that holds it, in alternation.
+fn trace_lookups(rt: &tokio::runtime::Runtime, batches: &[Batch]) {
+    const SAMPLES: usize = 3_000;
+    let dir = TempDir::new("bench-traces").unwrap();
+    let options = StoreOptions {
+        wal: WalOptions { fsync: FsyncPolicy::Never, ..WalOptions::default() },
+        flush_spans: 10_000,
+        flush_interval: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let (store, _) = rt.block_on(Store::open(dir.path(), options)).unwrap();
+    for batch in batches {
+        store.append_shared(std::slice::from_ref(&batch.spans)).unwrap();
+        if store.flush_due() {
+            rt.block_on(store.flush()).unwrap();
+        }
+    }
+    rt.block_on(store.flush()).unwrap();
+    let snapshot = store.snapshot();
+    let mut holder = std::collections::HashMap::new();
+    for (at, block) in snapshot.blocks.iter().enumerate() {
+        for trace_id in rt.block_on(block.block.trace_ids()).unwrap() {
+            holder.insert(trace_id, at);
+        }
+    }
+    let mut traces: Vec<TraceId> = holder.keys().copied().collect();
+    traces.sort();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let (mut direct, mut found) = (Vec::new(), Vec::new());
+    for _ in 0..SAMPLES {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let trace_id = traces[(x % traces.len() as u64) as usize];
+        let block = &snapshot.blocks[holder[&trace_id]].block;
+        let start = Instant::now();
+        let expected = rt.block_on(block.trace(trace_id)).unwrap();
+        direct.push(start.elapsed());
+        let start = Instant::now();
+        let spans = rt.block_on(store.trace(trace_id)).unwrap();
+        found.push(start.elapsed());
+        assert_eq!(spans.len(), expected.len());
+    }
+    direct.sort();
+    found.sort();
+    println!(
+        "trace by id among {} blocks: p50 {:?}, p99 {:?}; from the one block holding it: p50 {:?}, p99 {:?}; ratio of p50s {:.2} ({SAMPLES} random lookups)",
+        snapshot.blocks.len(),
+        percentile(&found, 0.5),
+        percentile(&found, 0.99),
+        percentile(&direct, 0.5),
+        percentile(&direct, 0.99),
+        percentile(&found, 0.5).as_secs_f64() / percentile(&direct, 0.5).as_secs_f64()
+    );
 }
 
 /// Part 3: CPU per span to encode every span as one block, against the WAL's encoding.
