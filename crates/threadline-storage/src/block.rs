@@ -594,21 +594,32 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
     RecordBatch::try_new(schema, columns)
 }
 
+/// Columns that hold a few distinct values.
+const FEW_VALUES: [&str; 13] = [
+    "service_name",
+    "flags",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "resource_attributes",
+    "resource_dropped_attributes_count",
+    "resource_schema_url",
+    "scope_name",
+    "scope_version",
+    "scope_attributes",
+    "scope_dropped_attributes_count",
+    "scope_schema_url",
+];
+
 fn writer_properties() -> WriterProperties {
     let trace_id = ColumnPath::from("trace_id");
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         // Measured on 300k generated spans: zstd level 1 with plain encoding (no dictionaries)
         // encodes about 13% faster than level 3 with dictionaries, and the block comes out
         // about 10% smaller (zstd finds the repeats a dictionary would).
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap_or_default()))
+        // Dictionaries only where values repeat from a small set ([`FEW_VALUES`], below).
         .set_dictionary_enabled(false)
-        .set_column_dictionary_enabled(ColumnPath::from("resource_attributes"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("scope_attributes"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("service_name"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("scope_name"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("scope_version"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("resource_schema_url"), true)
-        .set_column_dictionary_enabled(ColumnPath::from("scope_schema_url"), true)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         // Pages are cut by size, not row count: a trace lookup selects rows by the trace id
         // pages ([`TRACE_ID_PAGE_BYTES`], 1,024 ids) and decompresses, in every other
@@ -619,7 +630,18 @@ fn writer_properties() -> WriterProperties {
         .set_data_page_size_limit(PAGE_BYTES)
         .set_column_data_page_size_limit(trace_id.clone(), TRACE_ID_PAGE_BYTES)
         // Span ids are random: zstd cannot make them smaller.
-        .set_column_compression(ColumnPath::from("span_id"), Compression::UNCOMPRESSED)
+        .set_column_compression(ColumnPath::from("span_id"), Compression::UNCOMPRESSED);
+    // Columns of a few distinct values, dictionary-encoded (pages of bit-packed or
+    // run-length indices), are stored uncompressed: zstd would save little, and every
+    // compressed column costs a reader a compressor and a decompressor made anew (`docs/
+    // benchmarks.md`: a third of a trace lookup).
+    for column in FEW_VALUES {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), true)
+            .set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    builder
         // Statistics where lookups and queries prune: per page on trace_id, per row group on
         // the top-level scalar columns; none on the nested attribute columns (the bulk).
         .set_statistics_enabled(EnabledStatistics::None)
