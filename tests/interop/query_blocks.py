@@ -26,5 +26,9 @@ attrs = con.execute(
 order = con.execute(
     f"""SELECT count(*) FROM read_parquet('{pattern}')
         WHERE attributes->>'$."order.id"' = 'order-' || ?""", ["2-7"]).fetchone()[0]
+counters = [int(v) for v in con.execute(
+    f"""SELECT sum(flags), sum(dropped_attributes_count), sum(dropped_events_count),
+               sum(dropped_links_count), count(*) FILTER (WHERE status_code = 'error')
+        FROM read_parquet('{pattern}')""").fetchone()]
 print(json.dumps({"spans": spans, "services": services, "trace": trace, "attributes": attrs,
-                  "order_spans": order}, default=str))
+                  "order_spans": order, "counters": counters}, default=str))

@@ -33,7 +33,7 @@ use parquet::arrow::arrow_reader::{
 use parquet::arrow::async_reader::{
     AsyncFileReader, ParquetRecordBatchStream, ParquetRecordBatchStreamBuilder,
 };
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{
     KeyValue as ParquetKeyValue, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader,
@@ -397,6 +397,49 @@ enum Shared {
     Dictionary,
 }
 
+/// Span kinds in declaration order: a kind's position is its discriminant.
+const KINDS: [SpanKind; 6] = [
+    SpanKind::Unspecified,
+    SpanKind::Internal,
+    SpanKind::Server,
+    SpanKind::Client,
+    SpanKind::Producer,
+    SpanKind::Consumer,
+];
+/// Status codes in declaration order, likewise.
+const STATUS_CODES: [StatusCode; 3] = [StatusCode::Unset, StatusCode::Ok, StatusCode::Error];
+
+/// A text column of a few fixed values (span kind, status code), kept as each span's position
+/// among them.
+struct Fixed {
+    values: ArrayRef,
+    keys: Vec<u32>,
+}
+
+impl Fixed {
+    fn new(values: &[&str], spans: usize) -> Self {
+        Self {
+            values: Arc::new(StringArray::from(values.to_vec())),
+            keys: Vec::with_capacity(spans),
+        }
+    }
+
+    fn push(&mut self, key: u32) {
+        self.keys.push(key);
+    }
+
+    /// As a dictionary over the values, or ([`Shared::Gathered`]) one text value per span.
+    fn finish(self, shared: Shared) -> Result<ArrayRef, arrow_schema::ArrowError> {
+        let keys = UInt32Array::from(self.keys);
+        Ok(match shared {
+            Shared::Dictionary => {
+                Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, self.values)?)
+            }
+            Shared::Gathered => arrow_select::take::take(self.values.as_ref(), &keys, None)?,
+        })
+    }
+}
+
 /// `columns` (one row per distinct value) as one row per span: text columns as dictionaries
 /// if `shared` says so, every other column gathered.
 fn gather<const N: usize>(
@@ -456,10 +499,10 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
     let mut span_id = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut parent = FixedSizeBinaryBuilder::with_capacity(n, 8);
     let mut name = StringBuilder::with_capacity(n, n * 16);
-    let mut kind = StringBuilder::with_capacity(n, n * 8);
+    let mut kind = Fixed::new(&KINDS.map(SpanKind::as_str), n);
     let mut start = UInt64Builder::with_capacity(n);
     let mut end = UInt64Builder::with_capacity(n);
-    let mut status_code = StringBuilder::with_capacity(n, n * 5);
+    let mut status_code = Fixed::new(&STATUS_CODES.map(StatusCode::as_str), n);
     let mut status_message = StringBuilder::with_capacity(n, 0);
     let mut trace_state = StringBuilder::with_capacity(n, 0);
     let mut flags = UInt32Builder::with_capacity(n);
@@ -488,10 +531,10 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
             resources.push(&span.resource);
             scopes.push(&span.scope);
             name.append_value(&span.name);
-            kind.append_value(span.kind.as_str());
+            kind.push(span.kind as u32);
             start.append_value(span.start_time_unix_nano);
             end.append_value(span.end_time_unix_nano);
-            status_code.append_value(span.status.code.as_str());
+            status_code.push(span.status.code as u32);
             status_message.append_value(&span.status.message);
             trace_state.append_value(&span.trace_state);
             flags.append_value(span.flags);
@@ -557,10 +600,10 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
         Arc::new(parent.finish()),
         service,
         Arc::new(name.finish()),
-        Arc::new(kind.finish()),
+        kind.finish(shared)?,
         Arc::new(start.finish()),
         Arc::new(end.finish()),
-        Arc::new(status_code.finish()),
+        status_code.finish(shared)?,
         Arc::new(status_message.finish()),
         Arc::new(trace_state.finish()),
         Arc::new(flags.finish()),
@@ -594,21 +637,26 @@ fn to_batch(spans: &[&Span], shared: Shared) -> Result<RecordBatch, arrow_schema
     RecordBatch::try_new(schema, columns)
 }
 
-/// Columns that hold a few distinct values.
-const FEW_VALUES: [&str; 13] = [
+/// Text columns that hold a few distinct values.
+const FEW_VALUES: [&str; 9] = [
     "service_name",
-    "flags",
-    "dropped_attributes_count",
-    "dropped_events_count",
-    "dropped_links_count",
+    "kind",
+    "status_code",
     "resource_attributes",
-    "resource_dropped_attributes_count",
     "resource_schema_url",
     "scope_name",
     "scope_version",
     "scope_attributes",
-    "scope_dropped_attributes_count",
     "scope_schema_url",
+];
+/// Counters, nearly always 0.
+const COUNTERS: [&str; 6] = [
+    "flags",
+    "dropped_attributes_count",
+    "dropped_events_count",
+    "dropped_links_count",
+    "resource_dropped_attributes_count",
+    "scope_dropped_attributes_count",
 ];
 
 fn writer_properties() -> WriterProperties {
@@ -639,6 +687,14 @@ fn writer_properties() -> WriterProperties {
         let path = ColumnPath::from(column);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), true)
+            .set_column_compression(path, Compression::UNCOMPRESSED);
+    }
+    // Counters likewise, delta-encoded: a run of one value takes a few bytes a page, and
+    // needs no dictionary's hashing per value.
+    for column in COUNTERS {
+        let path = ColumnPath::from(column);
+        builder = builder
+            .set_column_encoding(path.clone(), Encoding::DELTA_BINARY_PACKED)
             .set_column_compression(path, Compression::UNCOMPRESSED);
     }
     builder

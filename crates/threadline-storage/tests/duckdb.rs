@@ -63,4 +63,17 @@ fn duckdb_reads_the_blocks() {
     assert_eq!(find("retry"), json!(["retry", "BOOLEAN", "false"]));
     let with_order = expected.iter().filter(|s| s.attributes.iter().any(|kv| kv.key == "order.id"));
     assert_eq!(result["order_spans"], with_order.count());
+    // The counters (delta-encoded) and the status code (a dictionary) read back as written.
+    let sum = |f: fn(&Span) -> u32| spans.iter().map(|s| u64::from(f(s))).sum::<u64>();
+    let errors = spans.iter().filter(|s| s.status.code.as_str() == "error").count() as u64;
+    assert_eq!(
+        result["counters"],
+        json!([
+            sum(|s| s.flags),
+            sum(|s| s.dropped_attributes_count),
+            sum(|s| s.dropped_events_count),
+            sum(|s| s.dropped_links_count),
+            errors
+        ])
+    );
 }
