@@ -947,18 +947,8 @@ impl OpenBlock {
             .try_collect()
             .await
             .map_err(|source| BlockError::Parquet { path: self.path.clone(), source })?;
-        let mut ids: Vec<TraceId> = Vec::new();
-        for batch in &batches {
-            let column = batch.column(0).as_fixed_size_binary();
-            for at in 0..column.len() {
-                let id = trace_id_at(column, at)
-                    .map_err(|message| BlockError::Invalid { path: self.path.clone(), message })?;
-                if ids.last() != Some(&id) {
-                    ids.push(id);
-                }
-            }
-        }
-        Ok(ids)
+        trace_ids_of(&batches)
+            .map_err(|message| BlockError::Invalid { path: self.path.clone(), message })
     }
 
     /// Traces with a span matching `query`, with that span's start: reads the columns the
@@ -1149,6 +1139,22 @@ fn index(offset: i32) -> usize {
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, String> {
     batch.column_by_name(name).ok_or_else(|| format!("missing column {name}"))
+}
+
+/// The trace ids of a block's batches (`trace_id` first, as the block schema has it), each
+/// once where its rows follow each other, as they do in a block.
+pub fn trace_ids_of(batches: &[RecordBatch]) -> Result<Vec<TraceId>, String> {
+    let mut ids: Vec<TraceId> = Vec::new();
+    for batch in batches {
+        let column = batch.column(0).as_fixed_size_binary();
+        for at in 0..column.len() {
+            let id = trace_id_at(column, at)?;
+            if ids.last() != Some(&id) {
+                ids.push(id);
+            }
+        }
+    }
+    Ok(ids)
 }
 
 fn trace_id_at(array: &FixedSizeBinaryArray, at: usize) -> Result<TraceId, String> {

@@ -396,28 +396,12 @@ impl Store {
         let mut made: Vec<(u64, Vec<u8>)> = Vec::new();
         for (id, (spans, bytes, min_start, max_start)) in block_rows {
             let path = block_path(id);
-            let stored = filters.remove(&id).map(|b| TraceFilter::from_bytes(&b));
-            let opened_block = match OpenBlock::open(Arc::clone(&objects), &path, bytes).await {
-                Ok(block) => match stored {
-                    Some(Ok(traces)) => Ok((block, traces)),
-                    found => {
-                        if let Some(Err(e)) = found {
-                            tracing::warn!(block = %path, error = %e, "a trace filter is damaged; it is made again from the block");
-                        }
-                        match block.trace_ids().await {
-                            Ok(ids) => {
-                                let traces = TraceFilter::build(ids.iter());
-                                made.push((id, traces.to_bytes()));
-                                Ok((block, traces))
-                            }
-                            Err(e) => Err(threadline_core::error::chain(&e)),
-                        }
+            let stored = filters.remove(&id);
+            match open_with_filter(&objects, &path, bytes, stored.as_deref()).await {
+                Ok((block, traces, remade)) => {
+                    if remade {
+                        made.push((id, traces.to_bytes()));
                     }
-                },
-                Err(e) => Err(threadline_core::error::chain(&e)),
-            };
-            match opened_block {
-                Ok((block, traces)) => {
                     counters.spans_in_blocks += spans;
                     counters.block_bytes += bytes;
                     let entry = BlockEntry { block, traces, spans, bytes, min_start, max_start };
@@ -853,9 +837,13 @@ impl Store {
         }
         let mut batches = Vec::new();
         let mut trace_ids: Vec<TraceId> = Vec::new();
-        for (_, entry) in &run {
-            trace_ids.extend(entry.block.trace_ids().await?);
-            batches.extend(entry.block.batches().await?);
+        for (old, entry) in &run {
+            let read = entry.block.batches().await?;
+            // From the batches in hand, one block at a time (a block's rows are in trace order).
+            trace_ids.extend(block::trace_ids_of(&read).map_err(|message| {
+                StoreError::Block(BlockError::Invalid { path: block_path(*old), message })
+            })?);
+            batches.extend(read);
         }
         let traces = TraceFilter::build(trace_ids.iter());
         let bytes =
@@ -1078,7 +1066,11 @@ async fn rebuild_index(
                 blocks.insert(id, (spans.len() as u64, meta.size, min, max)),
                 "rebuilding the index",
             )?;
-            let filter = TraceFilter::build(spans.iter().map(|s| &s.trace_id));
+            // A block's spans are in trace order: each trace once, so the filter is sized by
+            // traces, not spans.
+            let mut trace_ids: Vec<TraceId> = spans.iter().map(|s| s.trace_id).collect();
+            trace_ids.dedup();
+            let filter = TraceFilter::build(trace_ids.iter());
             let mut traces = idx(tx.open_table(BLOCK_TRACES), "rebuilding the index")?;
             idx(traces.insert(id, filter.to_bytes().as_slice()), "rebuilding the index")?;
             for span in &spans {
@@ -1101,6 +1093,28 @@ async fn rebuild_index(
     }
     idx(tx.commit(), "rebuilding the index")?;
     Ok(count)
+}
+
+/// Opens a listed block with its trace filter: the stored one, or, when none is stored (an
+/// index of an older version) or it is damaged, one made from the block (then `true`).
+async fn open_with_filter(
+    objects: &Arc<dyn ObjectStore>,
+    path: &str,
+    bytes: u64,
+    stored: Option<&[u8]>,
+) -> Result<(OpenBlock, TraceFilter, bool), String> {
+    use threadline_core::error::chain;
+    let block = OpenBlock::open(Arc::clone(objects), path, bytes).await.map_err(|e| chain(&e))?;
+    match stored.map(TraceFilter::from_bytes) {
+        Some(Ok(traces)) => return Ok((block, traces, false)),
+        Some(Err(e)) => {
+            tracing::warn!(block = %path, error = %e, "a trace filter is damaged; it is made again from the block");
+        }
+        None => {}
+    }
+    let ids = block.trace_ids().await.map_err(|e| chain(&e))?;
+    let traces = TraceFilter::build(ids.iter());
+    Ok((block, traces, true))
 }
 
 struct IndexState {

@@ -194,6 +194,7 @@ fn a_missing_index_is_rebuilt_from_the_blocks() {
     runtime().block_on(async {
         let dir = TempDir::new("store-noindex").unwrap();
         let batches: Vec<Vec<Span>> = (1..=3).map(|seed| batch(seed, 15)).collect();
+        let filter_bytes;
         {
             let (store, _) = open(dir.path()).await;
             store.append(&[batches[0].as_slice()]).unwrap();
@@ -201,9 +202,12 @@ fn a_missing_index_is_rebuilt_from_the_blocks() {
             store.append(&[batches[1].as_slice()]).unwrap();
             store.flush().await.unwrap();
             store.append(&[batches[2].as_slice()]).unwrap();
+            filter_bytes = store.stats().trace_filter_bytes;
         }
         std::fs::remove_file(dir.path().join("index/threadline.redb")).unwrap();
         let (store, opened) = open(dir.path()).await;
+        // Filters made again from the blocks are sized by their traces, as when written.
+        assert_eq!(store.stats().trace_filter_bytes, filter_bytes);
         assert!(opened.index_problem.as_deref().unwrap().contains("missing"), "{opened:?}");
         assert_eq!(opened.rebuilt_blocks, 2);
         for seed in 1..=3 {
@@ -339,6 +343,9 @@ fn small_blocks_are_compacted_into_one_and_every_trace_still_reads() {
             assert_eq!(store.compact().await.unwrap(), 6);
             let stats = store.stats();
             assert_eq!((stats.blocks, stats.block_spans, stats.compacted_blocks), (1, 600, 6));
+            // The merged block's filter is sized by its 150 traces (16 bits each, in 256-bit
+            // buckets), not by its 600 spans.
+            assert_eq!(stats.trace_filter_bytes, 150_usize.div_ceil(16) as u64 * 32);
             for seed in 1..=6 {
                 let id = trace_of(seed, 13);
                 assert_eq!(store.trace(id).await.unwrap(), expected(&batches, id), "seed {seed}");
