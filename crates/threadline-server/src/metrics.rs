@@ -381,8 +381,13 @@ fn render_self(out: &mut String, me: &SelfMetrics) {
         ("threadline_store_wal_bytes", "Bytes of WAL on disk.", me.store.wal_bytes),
         (
             "threadline_process_index_runs",
-            "Sorted runs in the process table's key and trace indexes.",
+            "Sorted runs in the process table's id, key and trace indexes.",
             me.store.process_index_runs,
+        ),
+        (
+            "threadline_process_index_filter_bytes",
+            "Memory taken by the filters of the process table's sorted runs.",
+            me.store.process_index_filter_bytes,
         ),
         (
             "threadline_store_write_failing",

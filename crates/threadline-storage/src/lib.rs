@@ -60,9 +60,11 @@ pub struct StoreStats {
     pub process_rows_written: u64,
     /// Of those, rows written for the first time.
     pub process_rows_created: u64,
-    /// Sorted runs in the process table's key and trace indexes: steady under load unless
+    /// Sorted runs in the process table's id, key and trace indexes: steady under load unless
     /// their merges fall behind.
     pub process_index_runs: u64,
+    /// Memory taken by those runs' filters (about 2 bytes per entry).
+    pub process_index_filter_bytes: u64,
     pub wal_segments: u64,
     pub wal_bytes: u64,
     /// The last write error, cleared by the next successful write.

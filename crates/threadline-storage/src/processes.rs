@@ -1,6 +1,12 @@
 //! The process table: one row per process, kept current while it runs and final once it
-//! finishes, with indexes from business key, trace id, type and start time; and the durable
+//! finishes, with indexes from process id, business key, trace id and type; and the durable
 //! event log, written in the same transaction as the rows the events describe.
+//!
+//! Rows are keyed by start time and id, so the rows of new processes go where the table
+//! ends, and a commit writes few pages however large the table grows; a row is found by id
+//! through the id index (id ‖ start time, in sorted runs whose filters answer for the ids
+//! they hold). Keyed by id alone, as up to index version 3, every new row went to a page of
+//! its own, which the commit then wrote out (see `docs/storage.md`).
 //!
 //! Every change is committed durably (one fsync per group of changes) before its events are
 //! handed back to be published, so a published event is always reflected in a stored row:
@@ -8,8 +14,9 @@
 //! are announced again.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use threadline_core::id::TraceId;
 
 use crate::StoreError;
@@ -17,31 +24,53 @@ use crate::codec::{DecodeError, Reader, put_len, put_str, put_u64};
 use crate::runs::{RunIndex, RunLimits, RunSession, RunTables};
 use crate::store::{Store, begin_durable, idx};
 
-/// Process id (16 bytes) → encoded [`ProcessRecord`].
-pub(crate) const PROCESSES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
+/// Start time (8 bytes big-endian) ‖ process id → encoded [`ProcessRecord`].
+pub(crate) const PROCESS_ROWS: TableDefinition<'_, &[u8], &[u8]> =
+    TableDefinition::new("process_rows");
+/// Process id ‖ start time (8 bytes big-endian), in sorted runs: where a process's row is.
+/// A row that moved (its start went back) or went (folded into another) leaves its entry,
+/// and readers try each entry of an id.
+pub(crate) const ID_RUNS: RunTables = RunTables {
+    log: "process_ids_log",
+    runs: "process_ids_runs",
+    chunks: "process_ids_chunks",
+    filters: "process_ids_filters",
+    suffix: 8,
+};
 /// Trace id ‖ process id, for every trace of a process but the one whose id it bears (a
 /// lookup by trace tries the row of that id first), in sorted runs.
 pub(crate) const TRACE_RUNS: RunTables = RunTables {
     log: "process_traces_log",
     runs: "process_traces_runs",
     chunks: "process_traces_chunks",
+    filters: "process_traces_filters",
+    suffix: 16,
 };
 /// Length-prefixed key ‖ length-prefixed value ‖ process id, in sorted runs.
-pub(crate) const KEY_RUNS: RunTables =
-    RunTables { log: "process_keys_log", runs: "process_keys_runs", chunks: "process_keys_chunks" };
+pub(crate) const KEY_RUNS: RunTables = RunTables {
+    log: "process_keys_log",
+    runs: "process_keys_runs",
+    chunks: "process_keys_chunks",
+    filters: "process_keys_filters",
+    suffix: 16,
+};
 /// The B-trees of index version 1 the sorted runs replace: trace id → process id, and key
 /// entry → nothing. Taken into runs (and deleted) on open.
 const V1_TRACES: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("process_traces");
 const V1_KEYS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("process_keys");
-/// Start time (8 bytes big-endian), process id → nothing: every process by start time.
-pub(crate) const PROCESS_BY_START: TableDefinition<'_, &[u8], ()> =
-    TableDefinition::new("process_by_start");
+/// The tables of index versions 1 to 3 that [`PROCESS_ROWS`] and [`PROCESS_LIVE`] replace:
+/// rows by process id, start time ‖ id, and running process ids. Taken in (and deleted) on
+/// open.
+const V3_ROWS: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("processes");
+const V3_BY_START: TableDefinition<'_, &[u8], ()> = TableDefinition::new("process_by_start");
+const V3_RUNNING: TableDefinition<'_, &[u8], ()> = TableDefinition::new("process_running");
 /// Length-prefixed type, start time, process id → nothing.
 pub(crate) const PROCESS_BY_TYPE: TableDefinition<'_, &[u8], ()> =
     TableDefinition::new("process_by_type");
-/// Running processes: process id → nothing. What a restart resumes.
-pub(crate) const PROCESS_RUNNING: TableDefinition<'_, &[u8], ()> =
-    TableDefinition::new("process_running");
+/// Running processes: start time ‖ process id (their rows' keys) → nothing. What a restart
+/// resumes.
+pub(crate) const PROCESS_LIVE: TableDefinition<'_, &[u8], ()> =
+    TableDefinition::new("process_live");
 /// Event sequence number → encoded [`StoredEvent`].
 pub(crate) const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events");
 
@@ -406,12 +435,13 @@ fn id_of(bytes: &[u8]) -> Option<TraceId> {
 
 /// The process table and its indexes, open in one write transaction.
 struct Tables<'t, 's> {
+    tx: &'t redb::WriteTransaction,
     rows: redb::Table<'t, &'static [u8], &'static [u8]>,
+    ids: &'t mut RunSession<'s>,
     traces: &'t mut RunSession<'s>,
     keys: &'t mut RunSession<'s>,
-    by_start: redb::Table<'t, &'static [u8], ()>,
     by_type: redb::Table<'t, &'static [u8], ()>,
-    running: redb::Table<'t, &'static [u8], ()>,
+    live: redb::Table<'t, &'static [u8], ()>,
     /// Rows written in this transaction, and of those, rows new to the table.
     written: u64,
     created: u64,
@@ -420,30 +450,50 @@ struct Tables<'t, 's> {
 const WRITE_CTX: &str = "writing the process table";
 
 impl Tables<'_, '_> {
-    /// Removes a row and its time, type and running entries; returns it.
-    fn remove_row(&mut self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        let ctx = WRITE_CTX;
-        let old = idx(self.rows.remove(&id.as_bytes()[..]), ctx)?
+    /// The row stored under `start` for process `id`.
+    fn row_at(&self, start: u64, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        idx(self.rows.get(&time_entry(start, id)[..]), WRITE_CTX)?
             .map(|v| decode_record(v.value()))
             .transpose()
-            .map_err(|e| corrupt("a process row", &e))?;
+            .map_err(|e| corrupt("a process row", &e))
+    }
+
+    /// The row of process `id`: first under `start` when given (where a row being written
+    /// again nearly always is), else where the id index says it may be.
+    fn find(&self, id: TraceId, start: Option<u64>) -> Result<Option<ProcessRecord>, StoreError> {
+        if let Some(start) = start
+            && let Some(row) = self.row_at(start, id)?
+        {
+            return Ok(Some(row));
+        }
+        let entries = self.ids.lookup_in(self.tx, id.as_bytes())?;
+        for at in starts_of(&entries).filter(|at| Some(*at) != start) {
+            if let Some(row) = self.row_at(at, id)? {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes a row and its type and running entries; returns it.
+    fn remove_row(&mut self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
+        let ctx = WRITE_CTX;
+        let old = self.find(id, None)?;
         if let Some(old) = &old {
-            // Its key and trace entries stay: readers check entries against rows.
-            idx(self.by_start.remove(&time_entry(old.start_nanos, id)[..]), ctx)?;
+            // Its id, key and trace entries stay: readers check entries against rows.
+            let key = time_entry(old.start_nanos, id);
+            idx(self.rows.remove(&key[..]), ctx)?;
             idx(
                 self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()),
                 ctx,
             )?;
-            idx(self.running.remove(&id.as_bytes()[..]), ctx)?;
+            idx(self.live.remove(&key[..]), ctx)?;
         }
         Ok(old)
     }
 
     fn get(&self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        idx(self.rows.get(&id.as_bytes()[..]), WRITE_CTX)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))
+        self.find(id, None)
     }
 
     /// Writes a row (its keys joined to the stored row's: keys are never lost), touching only
@@ -451,7 +501,7 @@ impl Tables<'_, '_> {
     fn upsert(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
         let ctx = WRITE_CTX;
         let id = record.id;
-        let old = self.get(id)?;
+        let old = self.find(id, Some(record.start_nanos))?;
         let mut merged;
         let record = match &old {
             // A row's keys and traces are only ever added to: what the stored row has and
@@ -471,7 +521,8 @@ impl Tables<'_, '_> {
             // leaves its row as it was: then there is nothing to write.
             return Ok(());
         }
-        idx(self.rows.insert(&id.as_bytes()[..], encode_record(record).as_slice()), ctx)?;
+        let key = time_entry(record.start_nanos, id);
+        idx(self.rows.insert(&key[..], encode_record(record).as_slice()), ctx)?;
         self.written += 1;
         let Some(old) = old else {
             self.created += 1;
@@ -486,11 +537,13 @@ impl Tables<'_, '_> {
                 self.keys.add(entry);
             }
         }
-        if old.start_nanos != record.start_nanos {
-            idx(self.by_start.remove(&time_entry(old.start_nanos, id)[..]), ctx)?;
-            idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
+        let moved = old.start_nanos != record.start_nanos;
+        let old_key = time_entry(old.start_nanos, id);
+        if moved {
+            idx(self.rows.remove(&old_key[..]), ctx)?;
+            self.ids.add(id_entry(id, record.start_nanos).to_vec());
         }
-        if old.start_nanos != record.start_nanos || old.process_type != record.process_type {
+        if moved || old.process_type != record.process_type {
             idx(
                 self.by_type.remove(type_entry(&old.process_type, old.start_nanos, id).as_slice()),
                 ctx,
@@ -504,10 +557,11 @@ impl Tables<'_, '_> {
             )?;
         }
         let (was, is) = (old.state == RecordState::Running, record.state == RecordState::Running);
-        if was && !is {
-            idx(self.running.remove(&id.as_bytes()[..]), ctx)?;
-        } else if is && !was {
-            idx(self.running.insert(&id.as_bytes()[..], ()), ctx)?;
+        if was && (moved || !is) {
+            idx(self.live.remove(&old_key[..]), ctx)?;
+        }
+        if is && (moved || !was) {
+            idx(self.live.insert(&key[..], ()), ctx)?;
         }
         Ok(())
     }
@@ -516,6 +570,7 @@ impl Tables<'_, '_> {
     fn insert_entries(&mut self, record: &ProcessRecord) -> Result<(), StoreError> {
         let ctx = WRITE_CTX;
         let id = record.id;
+        self.ids.add(id_entry(id, record.start_nanos).to_vec());
         for t in record.traces.iter().filter(|t| **t != id) {
             self.traces.add(trace_entry(*t, id));
         }
@@ -524,33 +579,26 @@ impl Tables<'_, '_> {
                 self.keys.add(entry);
             }
         }
-        idx(self.by_start.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
         idx(
             self.by_type
                 .insert(type_entry(&record.process_type, record.start_nanos, id).as_slice(), ()),
             ctx,
         )?;
         if record.state == RecordState::Running {
-            idx(self.running.insert(&id.as_bytes()[..], ()), ctx)?;
+            idx(self.live.insert(&time_entry(record.start_nanos, id)[..], ()), ctx)?;
         }
         Ok(())
     }
 }
 
-/// The stored row of the process `trace_id` belongs to: the process named after it if there
-/// is one, else the first that its trace entries (`entries`) lead to and that lists it.
+/// The row of the process `trace_id` belongs to, with `read` reading a row by process id: the
+/// process named after it if there is one, else the first that its trace entries (`entries`)
+/// lead to and that lists it.
 fn row_of_trace(
-    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    read: impl Fn(TraceId) -> Result<Option<ProcessRecord>, StoreError>,
     entries: &[Vec<u8>],
     trace_id: TraceId,
-    ctx: &'static str,
 ) -> Result<Option<ProcessRecord>, StoreError> {
-    let read = |id: TraceId| -> Result<Option<ProcessRecord>, StoreError> {
-        idx(rows.get(&id.as_bytes()[..]), ctx)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))
-    };
     if let Some(row) = read(trace_id)? {
         return Ok(Some(row));
     }
@@ -564,6 +612,26 @@ fn row_of_trace(
     Ok(None)
 }
 
+/// The start times id entries give, each once.
+fn starts_of(entries: &[Vec<u8>]) -> impl Iterator<Item = u64> + '_ {
+    let mut seen = Vec::new();
+    entries.iter().filter_map(move |e| {
+        let start = u64::from_be_bytes(e.get(16..24)?.try_into().ok()?);
+        if e.len() != 24 || seen.contains(&start) {
+            return None;
+        }
+        seen.push(start);
+        Some(start)
+    })
+}
+
+fn id_entry(id: TraceId, start: u64) -> [u8; 24] {
+    let mut out = [0u8; 24];
+    out[..16].copy_from_slice(id.as_bytes());
+    out[16..].copy_from_slice(&start.to_be_bytes());
+    out
+}
+
 fn trace_entry(trace_id: TraceId, process: TraceId) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
     out.extend_from_slice(trace_id.as_bytes());
@@ -571,22 +639,63 @@ fn trace_entry(trace_id: TraceId, process: TraceId) -> Vec<u8> {
     out
 }
 
-/// Opens the key and trace indexes (in that order). An index of `version` 1 first has its
-/// B-trees taken into runs, and is then of the current version.
+/// The process table's sorted-run indexes.
+#[derive(Debug)]
+pub(crate) struct ProcessIndexes {
+    pub ids: RunIndex,
+    pub keys: RunIndex,
+    pub traces: RunIndex,
+}
+
+/// Opens the id, key and trace indexes. An index of `version` 1 first has its B-trees taken
+/// into runs, and is then of the current version; rows kept by id (up to version 3) are
+/// taken into the rows by start time.
 pub(crate) fn open_indexes(
     index: &redb::Database,
     version: u64,
     limits: RunLimits,
-) -> Result<(RunIndex, RunIndex), StoreError> {
+) -> Result<ProcessIndexes, StoreError> {
     let ctx = "opening the process indexes";
     let tx = idx(index.begin_write(), ctx)?;
+    let ids = RunIndex::open(&tx, ID_RUNS, limits)?;
     let keys = RunIndex::open(&tx, KEY_RUNS, limits)?;
     let traces = RunIndex::open(&tx, TRACE_RUNS, limits)?;
     if version == 1 {
         upgrade_v1(&tx, &keys, &traces)?;
     }
+    upgrade_rows(&tx, &ids)?;
     idx(tx.commit(), ctx)?;
-    Ok((keys, traces))
+    Ok(ProcessIndexes { ids, keys, traces })
+}
+
+/// Takes rows kept by process id (index versions 1 to 3) into the rows by start time, with an
+/// id entry each, and deletes the tables of that layout. Done by what is found rather than by
+/// the version, so an upgrade cut short is finished on the next open.
+fn upgrade_rows(tx: &redb::WriteTransaction, ids: &RunIndex) -> Result<(), StoreError> {
+    let ctx = "taking process rows kept by id into rows by start time";
+    let exists = idx(tx.list_tables(), ctx)?.any(|t| t.name() == V3_ROWS.name());
+    if exists {
+        let old = idx(tx.open_table(V3_ROWS), ctx)?;
+        let mut rows = idx(tx.open_table(PROCESS_ROWS), ctx)?;
+        let mut live = idx(tx.open_table(PROCESS_LIVE), ctx)?;
+        let mut entries = Vec::new();
+        for entry in idx(old.iter(), ctx)? {
+            let (_, v) = idx(entry, ctx)?;
+            let record = decode_record(v.value()).map_err(|e| corrupt("a process row", &e))?;
+            let key = time_entry(record.start_nanos, record.id);
+            idx(rows.insert(&key[..], v.value()), ctx)?;
+            if record.state == RecordState::Running {
+                idx(live.insert(&key[..], ()), ctx)?;
+            }
+            entries.push(id_entry(record.id, record.start_nanos).to_vec());
+        }
+        entries.sort_unstable();
+        ids.import(tx, entries)?;
+    }
+    idx(tx.delete_table(V3_ROWS), ctx)?;
+    idx(tx.delete_table(V3_BY_START), ctx)?;
+    idx(tx.delete_table(V3_RUNNING), ctx)?;
+    Ok(())
 }
 
 /// Takes the key and trace B-trees of index version 1 into one run each, deletes them, and
@@ -659,18 +768,21 @@ impl Store {
         changes: &ProcessChanges,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let ctx = WRITE_CTX;
-        let (mut keys, mut traces) = (self.process_keys.session(), self.process_traces.session());
+        let indexes = &self.process_indexes;
+        let (mut ids, mut keys, mut traces) =
+            (indexes.ids.session(), indexes.keys.session(), indexes.traces.session());
         let tx = begin_durable(&self.index, ctx)?;
         let mut logged = Vec::with_capacity(changes.events.len());
         let (written, created);
         {
             let mut tables = Tables {
-                rows: idx(tx.open_table(PROCESSES), ctx)?,
+                tx: &tx,
+                rows: idx(tx.open_table(PROCESS_ROWS), ctx)?,
+                ids: &mut ids,
                 traces: &mut traces,
                 keys: &mut keys,
-                by_start: idx(tx.open_table(PROCESS_BY_START), ctx)?,
                 by_type: idx(tx.open_table(PROCESS_BY_TYPE), ctx)?,
-                running: idx(tx.open_table(PROCESS_RUNNING), ctx)?,
+                live: idx(tx.open_table(PROCESS_LIVE), ctx)?,
                 written: 0,
                 created: 0,
             };
@@ -718,7 +830,7 @@ impl Store {
                     Some(row) => Some(row),
                     None => {
                         let entries = tables.traces.lookup_in(&tx, id.as_bytes())?;
-                        row_of_trace(&tables.rows, &entries, id, ctx)?
+                        row_of_trace(|id| tables.get(id), &entries, id)?
                     }
                 };
                 if let Some(mut row) = row {
@@ -744,9 +856,11 @@ impl Store {
                 idx(meta.insert(META_APPLIED_SEQ, seq), ctx)?;
             }
         }
+        ids.finish(&tx)?;
         keys.finish(&tx)?;
         traces.finish(&tx)?;
         idx(tx.commit(), ctx)?;
+        ids.committed();
         keys.committed();
         traces.committed();
         if let Some(seq) = changes.applied_seq {
@@ -758,30 +872,62 @@ impl Store {
 
     /// The stored row of a process, by its id.
     pub fn process(&self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        let ctx = "reading the process table";
-        let read = idx(self.index.begin_read(), ctx)?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
-        idx(rows.get(&id.as_bytes()[..]), ctx)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))
+        let (mut rows, _) = self.rows_by_id(&[id], "reading the process table")?;
+        Ok(rows.pop().flatten())
+    }
+
+    /// The stored rows of processes `ids` (each `None` when it has none), read in one
+    /// transaction, begun after the id index's memory was read (see `runs.rs`); returned too.
+    fn rows_by_id(
+        &self,
+        ids: &[TraceId],
+        ctx: &'static str,
+    ) -> Result<(Vec<Option<ProcessRecord>>, redb::ReadTransaction), StoreError> {
+        let prefixes: Vec<&[u8]> = ids.iter().map(|t| &t.as_bytes()[..]).collect();
+        let (entries, read) =
+            self.process_indexes.ids.lookup(&prefixes, || idx(self.index.begin_read(), ctx))?;
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let rows = idx(read.open_table(PROCESS_ROWS), ctx)?;
+            for (&id, entries) in ids.iter().zip(&entries) {
+                let mut found = None;
+                for start in starts_of(entries) {
+                    if let Some(row) = idx(rows.get(&time_entry(start, id)[..]), ctx)? {
+                        found = Some(
+                            decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?,
+                        );
+                        break;
+                    }
+                }
+                out.push(found);
+            }
+        }
+        Ok((out, read))
     }
 
     /// The stored rows of the processes `trace_ids` belong to, each once, in the order of the
-    /// first trace naming it; read in one transaction.
+    /// first trace naming it.
     pub fn processes_of_traces(
         &self,
         trace_ids: &[TraceId],
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let ctx = "reading the process table";
         let prefixes: Vec<&[u8]> = trace_ids.iter().map(|t| &t.as_bytes()[..]).collect();
-        let (entries, read) =
-            self.process_traces.lookup(&prefixes, || idx(self.index.begin_read(), ctx))?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let (entries, _) =
+            self.process_indexes.traces.lookup(&prefixes, || idx(self.index.begin_read(), ctx))?;
+        // Every process a trace may belong to: the one named after it, and those its entries
+        // lead to; read together.
+        let mut candidates: Vec<TraceId> = trace_ids.to_vec();
+        candidates.extend(entries.iter().flatten().filter_map(|e| id_of(e)));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let (rows, _) = self.rows_by_id(&candidates, ctx)?;
+        let rows: HashMap<TraceId, ProcessRecord> =
+            candidates.into_iter().zip(rows).filter_map(|(id, row)| Some((id, row?))).collect();
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for (&trace_id, entries) in trace_ids.iter().zip(&entries) {
-            if let Some(row) = row_of_trace(&rows, entries, trace_id, ctx)?
+            if let Some(row) = row_of_trace(|id| Ok(rows.get(&id).cloned()), entries, trace_id)?
                 && seen.insert(row.id)
             {
                 out.push(row);
@@ -804,9 +950,8 @@ impl Store {
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let ctx = "reading the key index";
         let Some(prefix) = key_entry(key, value, None) else { return Ok(Vec::new()) };
-        let (mut found, read) =
-            self.process_keys.lookup(&[&prefix], || idx(self.index.begin_read(), ctx))?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let (mut found, _) =
+            self.process_indexes.keys.lookup(&[&prefix], || idx(self.index.begin_read(), ctx))?;
         let mut ids: Vec<TraceId> = found
             .pop()
             .unwrap_or_default()
@@ -817,18 +962,21 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let mut out = Vec::new();
-        for id in ids {
-            if out.len() >= limit {
-                break;
-            }
-            let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? else { continue };
-            let row = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
+        let mut rest = &ids[..];
+        // Read as many as may still be wanted at a time: most entries lead to their row.
+        while out.len() < limit && !rest.is_empty() {
+            let (batch, after) = rest.split_at((limit - out.len()).min(rest.len()));
+            rest = after;
+            let (rows, _) = self.rows_by_id(batch, ctx)?;
             // An entry left by a process folded away leads to no row; the check covers any
             // other entry that no longer holds.
-            if row.keys.iter().any(|(k, v)| k == key && v == value) {
-                out.push(row);
-            }
+            out.extend(
+                rows.into_iter()
+                    .flatten()
+                    .filter(|row| row.keys.iter().any(|(k, v)| k == key && v == value)),
+            );
         }
+        out.truncate(limit);
         Ok(out)
     }
 
@@ -842,11 +990,8 @@ impl Store {
     ) -> Result<(Vec<ProcessRecord>, Option<Cursor>), StoreError> {
         let ctx = "listing processes";
         let read = idx(self.index.begin_read(), ctx)?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
-        let index = match &filter.process_type {
-            Some(_) => idx(read.open_table(PROCESS_BY_TYPE), ctx)?,
-            None => idx(read.open_table(PROCESS_BY_START), ctx)?,
-        };
+        let rows = idx(read.open_table(PROCESS_ROWS), ctx)?;
+        let by_type = idx(read.open_table(PROCESS_BY_TYPE), ctx)?;
         let prefix = filter.process_type.as_deref().map(type_prefix).unwrap_or_default();
         let bound = |start: u64, id: &[u8; 16]| {
             let mut key = prefix.clone();
@@ -868,37 +1013,60 @@ impl Store {
         if low > high {
             return Ok((Vec::new(), None));
         }
-        let range = if high_inclusive {
-            idx(index.range(low.as_slice()..=high.as_slice()), ctx)?
-        } else {
-            idx(index.range(low.as_slice()..high.as_slice()), ctx)?
-        };
+        let range = (
+            Bound::Included(low.as_slice()),
+            if high_inclusive {
+                Bound::Included(high.as_slice())
+            } else {
+                Bound::Excluded(high.as_slice())
+            },
+        );
         let mut out = Vec::new();
         let mut last = None;
-        for entry in range.rev() {
-            let (k, _) = idx(entry, ctx)?;
-            let Some(id) = id_of(k.value()) else { continue };
-            let Some(row) = idx(rows.get(&id.as_bytes()[..]), ctx)? else { continue };
-            let record = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
+        let mut keep = |record: ProcessRecord| {
             if !filter.keeps(&record) {
-                continue;
+                return true;
             }
             if out.len() == limit {
-                return Ok((out, last));
+                return false;
             }
-            last = Some(Cursor { start_nanos: record.start_nanos, id });
+            last = Some(Cursor { start_nanos: record.start_nanos, id: record.id });
             out.push(record);
+            true
+        };
+        let decode = |bytes: &[u8]| decode_record(bytes).map_err(|e| corrupt("a process row", &e));
+        let mut more = false;
+        if filter.process_type.is_some() {
+            // Type entries end with their row's key.
+            for entry in idx(by_type.range::<&[u8]>(range), ctx)?.rev() {
+                let (k, _) = idx(entry, ctx)?;
+                let k = k.value();
+                let Some(row_key) = k.get(k.len().saturating_sub(24)..) else { continue };
+                let Some(row) = idx(rows.get(row_key), ctx)? else { continue };
+                if !keep(decode(row.value())?) {
+                    more = true;
+                    break;
+                }
+            }
+        } else {
+            for entry in idx(rows.range::<&[u8]>(range), ctx)?.rev() {
+                let (_, row) = idx(entry, ctx)?;
+                if !keep(decode(row.value())?) {
+                    more = true;
+                    break;
+                }
+            }
         }
-        Ok((out, None))
+        Ok((out, if more { last } else { None }))
     }
 
     /// Ids of every running process in the table: what a restart resumes.
     pub fn running_processes(&self) -> Result<Vec<TraceId>, StoreError> {
         let ctx = "reading running processes";
         let read = idx(self.index.begin_read(), ctx)?;
-        let running = idx(read.open_table(PROCESS_RUNNING), ctx)?;
+        let live = idx(read.open_table(PROCESS_LIVE), ctx)?;
         let mut out = Vec::new();
-        for entry in idx(running.iter(), ctx)? {
+        for entry in idx(live.iter(), ctx)? {
             let (k, _) = idx(entry, ctx)?;
             if let Some(id) = id_of(k.value()) {
                 out.push(id);
@@ -907,7 +1075,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Rows of running processes that started at or before `started_before`, at most `limit`.
+    /// Rows of running processes that started at or before `started_before`, at most `limit`,
+    /// oldest start first.
     pub fn running_rows(
         &self,
         started_before: u64,
@@ -915,18 +1084,17 @@ impl Store {
     ) -> Result<Vec<ProcessRecord>, StoreError> {
         let ctx = "reading running processes";
         let read = idx(self.index.begin_read(), ctx)?;
-        let running = idx(read.open_table(PROCESS_RUNNING), ctx)?;
-        let rows = idx(read.open_table(PROCESSES), ctx)?;
+        let live = idx(read.open_table(PROCESS_LIVE), ctx)?;
+        let rows = idx(read.open_table(PROCESS_ROWS), ctx)?;
         let mut out = Vec::new();
-        for entry in idx(running.iter(), ctx)? {
+        let mut high = [0xff; 24];
+        high[..8].copy_from_slice(&started_before.to_be_bytes());
+        for entry in idx(live.range(..=&high[..]), ctx)? {
             let (k, _) = idx(entry, ctx)?;
             let Some(row) = idx(rows.get(k.value()), ctx)? else { continue };
-            let record = decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?;
-            if record.start_nanos <= started_before {
-                out.push(record);
-                if out.len() >= limit {
-                    break;
-                }
+            out.push(decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?);
+            if out.len() >= limit {
+                break;
             }
         }
         Ok(out)

@@ -6,7 +6,7 @@
 //! out: that was the largest part of the process table's cost. Here instead:
 //!
 //! - each commit's new entries are logged together as one value (`<name>_log`: number →
-//!   entries) and kept in memory, in order;
+//!   entries) and kept in memory, by lookup key;
 //! - once memory holds [`RunLimits::flush_entries`], they are written out in order as a *run*:
 //!   chunks of about [`RunLimits::chunk_bytes`] (`<name>_chunks`: run id ‖ first entry →
 //!   entries), listed in `<name>_runs` (run id → (level, entries)); the log is emptied in the
@@ -20,11 +20,18 @@
 //! stays, and readers check every entry against the row it leads to. An entry may also be
 //! seen twice (in memory and in a run being flushed, or in two runs being merged).
 //!
+//! Every run has a filter of the lookup keys its entries start with (each entry less its last
+//! [`RunTables::suffix`] bytes), kept in memory and in `<name>_filters` (run id → filter): a
+//! lookup reads only the runs whose filter may hold its key, so looking up a key that is in
+//! no run (a new process's id) reads no chunk at all. A run whose filter is missing or
+//! damaged gets one made again from its chunks on open.
+//!
 //! One writer at a time ([`RunIndex::session`]); lookups read memory first and then the runs in
 //! a transaction begun after, so an entry moving from memory to a run is never missed.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -33,6 +40,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use crate::StoreError;
 use crate::codec::{DecodeError, Reader, put_len};
 use crate::store::idx;
+use crate::trace_filter::TraceFilter;
 
 /// The sizes a sorted-run index works with; the defaults suit a server, tests take small ones
 /// to go through every case with few entries.
@@ -61,13 +69,18 @@ pub(crate) type Entries = Vec<Vec<u8>>;
 type LogTable = TableDefinition<'static, u64, &'static [u8]>;
 type RunsTable = TableDefinition<'static, u64, (u8, u64)>;
 type ChunksTable = TableDefinition<'static, &'static [u8], &'static [u8]>;
+type FiltersTable = TableDefinition<'static, u64, &'static [u8]>;
 
-/// The table names of one index.
+/// The table names of one index, and the shape of its entries.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunTables {
     pub log: &'static str,
     pub runs: &'static str,
     pub chunks: &'static str,
+    pub filters: &'static str,
+    /// Bytes of an entry after its lookup key: lookups are by whole keys, and a run's filter
+    /// holds the keys of its entries.
+    pub suffix: usize,
 }
 
 impl RunTables {
@@ -82,6 +95,15 @@ impl RunTables {
     fn chunks(&self) -> ChunksTable {
         TableDefinition::new(self.chunks)
     }
+
+    fn filters(&self) -> FiltersTable {
+        TableDefinition::new(self.filters)
+    }
+
+    /// The lookup key an entry is found by.
+    fn key_of<'e>(&self, entry: &'e [u8]) -> &'e [u8] {
+        &entry[..entry.len().saturating_sub(self.suffix)]
+    }
 }
 
 /// One index: its tables, the entries in memory, and its writer's state.
@@ -89,9 +111,12 @@ impl RunTables {
 pub(crate) struct RunIndex {
     tables: RunTables,
     limits: RunLimits,
-    memory: RwLock<BTreeSet<Box<[u8]>>>,
+    memory: RwLock<Memory>,
     writer: Mutex<Writer>,
     listed: AtomicU64,
+    /// Filters of the listed runs (and, between a commit and its [`RunSession::committed`],
+    /// of runs it listed); a listed run without one is read on every lookup.
+    filters: RwLock<HashMap<u64, Arc<TraceFilter>>>,
 }
 
 #[derive(Debug)]
@@ -109,6 +134,10 @@ struct Merge {
     written: u64,
     chunk: ChunkBuilder,
     last: Option<Box<[u8]>>,
+    /// The output's filter, sized for every input entry. Shared by the merge's copies: a step
+    /// in a transaction that fails is taken again from the same place, and adding the same
+    /// keys again leaves a filter as it was.
+    filter: Arc<Mutex<TraceFilter>>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,20 +194,20 @@ impl RunIndex {
                 None => break,
             }
         }
-        let mut memory = BTreeSet::new();
+        let mut memory = Memory::default();
         for record in idx(log.iter(), ctx)? {
             let (_, v) = idx(record, ctx)?;
-            decode_entries(v.value(), |e| {
-                memory.insert(e.into());
-            })
-            .map_err(|e| StoreError::Corrupt { message: format!("{}: {e}", tables.log) })?;
+            decode_entries(v.value(), |e| memory.insert(e, tables.suffix))
+                .map_err(|e| StoreError::Corrupt { message: format!("{}: {e}", tables.log) })?;
         }
+        let filters = open_filters(tx, tables, &listed, &chunks)?;
         Ok(Self {
             tables,
             limits,
             memory: RwLock::new(memory),
             writer: Mutex::new(Writer { next_run, merge: None }),
             listed: AtomicU64::new(listed.len() as u64),
+            filters: RwLock::new(filters),
         })
     }
 
@@ -194,12 +223,26 @@ impl RunIndex {
         let mut chunks = idx(tx.open_table(self.tables.chunks()), ctx)?;
         let mut runs = idx(tx.open_table(self.tables.runs()), ctx)?;
         let run = writer.next_run;
+        let entries: Vec<Vec<u8>> = entries.into_iter().collect();
+        let mut filter = TraceFilter::sized(entries.len());
         let chunk_bytes = self.limits.chunk_bytes;
-        let count = write_chunks(&mut chunks, run, entries, chunk_bytes, ctx)?;
+        let count = write_chunks(
+            &mut chunks,
+            run,
+            &entries,
+            chunk_bytes,
+            self.tables.suffix,
+            &mut filter,
+            ctx,
+        )?;
         if count == 0 {
             return Ok(());
         }
         idx(runs.insert(run, (level_for(count, self.limits), count)), ctx)?;
+        let mut filters = idx(tx.open_table(self.tables.filters()), ctx)?;
+        idx(filters.insert(run, filter.to_bytes().as_slice()), ctx)?;
+        // Kept at once: the store does not open unless the caller commits.
+        self.filters.write().insert(run, Arc::new(filter));
         writer.next_run += 1;
         // Counted now: the caller commits or the store does not open.
         self.listed.fetch_add(1, Ordering::Relaxed);
@@ -212,20 +255,14 @@ impl RunIndex {
             index: self,
             writer: self.writer.lock(),
             added: Vec::new(),
-            pending: Vec::new(),
+            pending: Memory::default(),
             after: None,
         }
     }
 
-    /// Entries in memory starting with `prefix`.
-    fn in_memory(&self, prefix: &[u8], out: &mut Vec<Vec<u8>>) {
-        let memory = self.memory.read();
-        for entry in memory.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded)) {
-            if !entry.starts_with(prefix) {
-                break;
-            }
-            out.push(entry.to_vec());
-        }
+    /// Entries in memory of lookup key `key`.
+    fn in_memory(&self, key: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.memory.read().lookup(key, self.tables.suffix, out);
     }
 
     /// Entries starting with each of `prefixes` (a list per prefix), from memory and then from
@@ -247,11 +284,17 @@ impl RunIndex {
                 chunks: idx(read.open_table(self.tables.chunks()), ctx)?,
                 runs: idx(read.open_table(self.tables.runs()), ctx)?,
             };
+            let filters = self.filters.read();
             for (prefix, found) in prefixes.iter().zip(&mut out) {
-                view.scan(prefix, found, ctx)?;
+                view.scan(prefix, &filters, found, ctx)?;
             }
         }
         Ok((out, read))
+    }
+
+    /// Memory the runs' filters take.
+    pub(crate) fn filter_bytes(&self) -> usize {
+        self.filters.read().values().map(|f| f.bytes()).sum()
     }
 
     /// Runs listed: a merge that falls behind shows as this growing.
@@ -265,10 +308,20 @@ where
     C: ReadableTable<&'static [u8], &'static [u8]>,
     R: ReadableTable<u64, (u8, u64)>,
 {
-    /// Appends every entry of every listed run that starts with `prefix` to `out`.
-    fn scan(&self, prefix: &[u8], out: &mut Vec<Vec<u8>>, ctx: &str) -> Result<(), StoreError> {
+    /// Appends every entry of every listed run that starts with the lookup key `prefix` to
+    /// `out`, reading only runs whose filter may hold it.
+    fn scan(
+        &self,
+        prefix: &[u8],
+        filters: &HashMap<u64, Arc<TraceFilter>>,
+        out: &mut Vec<Vec<u8>>,
+        ctx: &str,
+    ) -> Result<(), StoreError> {
         for run in idx(self.runs.iter(), ctx)? {
             let run = idx(run, ctx)?.0.value();
+            if filters.get(&run).is_some_and(|f| !f.may_contain_bytes(prefix)) {
+                continue;
+            }
             let (low, high) = run_range(run);
             let mut probe = low.clone();
             probe.extend_from_slice(prefix);
@@ -310,7 +363,7 @@ pub(crate) struct RunSession<'i> {
     writer: MutexGuard<'i, Writer>,
     /// This session's entries, encoded for the log and as they go into memory.
     added: Vec<u8>,
-    pending: Vec<Box<[u8]>>,
+    pending: Memory,
     after: Option<AfterCommit>,
 }
 
@@ -320,6 +373,9 @@ struct AfterCommit {
     next_run: u64,
     /// Runs listed by the transaction, less those it dropped.
     listed: i64,
+    /// Filters of the runs it listed, and the runs it dropped.
+    filters: Vec<(u64, Arc<TraceFilter>)>,
+    dropped: Vec<u64>,
 }
 
 impl RunSession<'_> {
@@ -330,7 +386,7 @@ impl RunSession<'_> {
         put_len(&mut self.added, 0);
         put_len(&mut self.added, entry.len());
         self.added.extend_from_slice(&entry);
-        self.pending.push(entry.into_boxed_slice());
+        self.pending.insert(&entry, self.index.tables.suffix);
     }
 
     /// Entries starting with `prefix` as `tx` sees them, this session's included.
@@ -342,12 +398,20 @@ impl RunSession<'_> {
         let ctx = "reading a sorted-run index";
         let mut out = Vec::new();
         self.index.in_memory(prefix, &mut out);
-        out.extend(self.pending.iter().filter(|e| e.starts_with(prefix)).map(|e| e.to_vec()));
+        self.pending.lookup(prefix, self.index.tables.suffix, &mut out);
+        let filters = self.index.filters.read();
+        // The writer's own session: the filters are those of every listed run (it lists runs
+        // only in `finish`), so when none may hold the key, no table needs reading.
+        let listed = self.index.listed.load(Ordering::Relaxed);
+        if filters.len() as u64 == listed && filters.values().all(|f| !f.may_contain_bytes(prefix))
+        {
+            return Ok(out);
+        }
         let view = View {
             chunks: idx(tx.open_table(self.index.tables.chunks()), ctx)?,
             runs: idx(tx.open_table(self.index.tables.runs()), ctx)?,
         };
-        view.scan(prefix, &mut out, ctx)?;
+        view.scan(prefix, &filters, &mut out, ctx)?;
         Ok(out)
     }
 
@@ -359,23 +423,37 @@ impl RunSession<'_> {
         let mut log = idx(tx.open_table(tables.log()), ctx)?;
         let mut runs = idx(tx.open_table(tables.runs()), ctx)?;
         let mut chunks = idx(tx.open_table(tables.chunks()), ctx)?;
+        let mut stored_filters = idx(tx.open_table(tables.filters()), ctx)?;
+        let (mut filters, mut dropped) = (Vec::new(), Vec::new());
         let mut next_run = self.writer.next_run;
         if !self.added.is_empty() {
             let number = idx(log.last(), ctx)?.map_or(1, |(k, _)| k.value() + 1);
             idx(log.insert(number, self.added.as_slice()), ctx)?;
             let mut memory = self.index.memory.write();
-            memory.extend(self.pending.drain(..));
+            memory.take(std::mem::take(&mut self.pending), tables.suffix);
         }
         let limits = self.index.limits;
         let mut flushed = false;
         let mut listed = 0i64;
         {
             let memory = self.index.memory.read();
-            if memory.len() >= limits.flush_entries {
+            if memory.entries >= limits.flush_entries {
                 let run = next_run;
                 next_run += 1;
-                let count = write_chunks(&mut chunks, run, memory.iter(), limits.chunk_bytes, ctx)?;
+                let mut filter = TraceFilter::sized(memory.by_key.len());
+                let (chunk_bytes, suffix) = (limits.chunk_bytes, tables.suffix);
+                let count = write_chunks(
+                    &mut chunks,
+                    run,
+                    memory.sorted(tables.suffix),
+                    chunk_bytes,
+                    suffix,
+                    &mut filter,
+                    ctx,
+                )?;
                 idx(runs.insert(run, (0, count)), ctx)?;
+                idx(stored_filters.insert(run, filter.to_bytes().as_slice()), ctx)?;
+                filters.push((run, Arc::new(filter)));
                 idx(log.retain(|_, _| false), ctx)?;
                 flushed = true;
                 listed += 1;
@@ -386,13 +464,18 @@ impl RunSession<'_> {
             merge = plan_merge(&runs, &mut next_run, limits.fanout, ctx)?;
         }
         if let Some(m) = merge.as_mut() {
-            let finished = m.step(&mut chunks, &mut runs, limits, ctx)?;
+            let finished =
+                m.step(&mut chunks, &mut runs, &mut stored_filters, limits, tables, ctx)?;
             if finished {
                 listed += i64::from(m.written > 0) - m.inputs.len() as i64;
+                if m.written > 0 {
+                    filters.push((m.output, Arc::new(m.filter.lock().clone())));
+                }
+                dropped.extend(m.inputs.iter().map(|i| i.run));
                 merge = None;
             }
         }
-        self.after = Some(AfterCommit { flushed, merge, next_run, listed });
+        self.after = Some(AfterCommit { flushed, merge, next_run, listed, filters, dropped });
         Ok(())
     }
 
@@ -402,12 +485,72 @@ impl RunSession<'_> {
         let Some(after) = self.after.take() else { return };
         if after.flushed {
             // One writer at a time, and this session added nothing since the run was written.
-            self.index.memory.write().clear();
+            *self.index.memory.write() = Memory::default();
+        }
+        {
+            let mut filters = self.index.filters.write();
+            filters.extend(after.filters);
+            for run in after.dropped {
+                filters.remove(&run);
+            }
         }
         self.writer.merge = after.merge;
         self.writer.next_run = after.next_run;
         let listed = self.index.listed.load(Ordering::Relaxed).saturating_add_signed(after.listed);
         self.index.listed.store(listed, Ordering::Relaxed);
+    }
+}
+
+/// Entries held in memory, by lookup key: each key's suffixes (the entries' last
+/// [`RunTables::suffix`] bytes), one after the other, each once.
+#[derive(Debug, Default)]
+struct Memory {
+    by_key: HashMap<Box<[u8]>, Vec<u8>>,
+    entries: usize,
+}
+
+impl Memory {
+    fn insert(&mut self, entry: &[u8], suffix: usize) {
+        let (key, rest) = entry.split_at(entry.len().saturating_sub(suffix));
+        let suffixes = match self.by_key.get_mut(key) {
+            Some(suffixes) => suffixes,
+            None => self.by_key.entry(key.into()).or_default(),
+        };
+        if !suffixes.chunks(suffix.max(1)).any(|s| s == rest) {
+            suffixes.extend_from_slice(rest);
+            self.entries += 1;
+        }
+    }
+
+    /// Every entry of `other`.
+    fn take(&mut self, other: Memory, suffix: usize) {
+        for (key, suffixes) in other.by_key {
+            if !self.by_key.contains_key(&key) {
+                self.entries += suffixes.len() / suffix.max(1);
+                self.by_key.insert(key, suffixes);
+                continue;
+            }
+            for rest in suffixes.chunks(suffix.max(1)) {
+                self.insert(&[&key[..], rest].concat(), suffix);
+            }
+        }
+    }
+
+    /// The entries of lookup key `key`.
+    fn lookup(&self, key: &[u8], suffix: usize, out: &mut Vec<Vec<u8>>) {
+        if let Some(suffixes) = self.by_key.get(key) {
+            out.extend(suffixes.chunks(suffix.max(1)).map(|rest| [key, rest].concat()));
+        }
+    }
+
+    /// Every entry, in order: what a run is written from.
+    fn sorted(&self, suffix: usize) -> Vec<Vec<u8>> {
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(self.entries);
+        for (key, suffixes) in &self.by_key {
+            out.extend(suffixes.chunks(suffix.max(1)).map(|rest| [&key[..], rest].concat()));
+        }
+        out.sort_unstable();
+        out
     }
 }
 
@@ -418,26 +561,31 @@ fn plan_merge(
     fanout: usize,
     ctx: &str,
 ) -> Result<Option<Merge>, StoreError> {
-    let mut by_level: std::collections::BTreeMap<u8, Vec<u64>> = Default::default();
+    let mut by_level: std::collections::BTreeMap<u8, Vec<(u64, u64)>> = Default::default();
     for run in idx(runs.iter(), ctx)? {
         let (k, v) = idx(run, ctx)?;
-        by_level.entry(v.value().0).or_default().push(k.value());
+        let (level, entries) = v.value();
+        by_level.entry(level).or_default().push((k.value(), entries));
     }
     let Some((&level, ids)) = by_level.iter().find(|(_, ids)| ids.len() >= fanout) else {
         return Ok(None);
     };
     let output = *next_run;
     *next_run += 1;
+    let entries: u64 = ids[..fanout].iter().map(|(_, entries)| entries).sum();
     Ok(Some(Merge {
         inputs: ids[..fanout]
             .iter()
-            .map(|&run| Input { run, after: None, done: false, entries: VecDeque::new() })
+            .map(|&(run, _)| Input { run, after: None, done: false, entries: VecDeque::new() })
             .collect(),
         output,
         level: level.saturating_add(1),
         written: 0,
         chunk: ChunkBuilder::default(),
         last: None,
+        filter: Arc::new(Mutex::new(TraceFilter::sized(
+            usize::try_from(entries).unwrap_or(usize::MAX / crate::trace_filter::BITS_PER_TRACE),
+        ))),
     }))
 }
 
@@ -448,9 +596,13 @@ impl Merge {
         &mut self,
         chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
         runs: &mut redb::Table<'_, u64, (u8, u64)>,
+        filters: &mut redb::Table<'_, u64, &'static [u8]>,
         limits: RunLimits,
+        tables: RunTables,
         ctx: &str,
     ) -> Result<bool, StoreError> {
+        let filter = Arc::clone(&self.filter);
+        let mut filter = filter.lock();
         let mut read = 0usize;
         loop {
             // Every input with nothing in hand reads its next chunk before any comparison.
@@ -470,6 +622,7 @@ impl Merge {
             let Some(entry) = self.inputs[i].entries.pop_front() else { break };
             if self.last.as_deref() != Some(&entry[..]) {
                 self.chunk.push(&entry);
+                filter.insert_bytes(tables.key_of(&entry));
                 self.written += 1;
                 if self.chunk.bytes.len() >= limits.chunk_bytes {
                     self.chunk.write(chunks, self.output, ctx)?;
@@ -483,9 +636,11 @@ impl Merge {
         self.chunk.write(chunks, self.output, ctx)?;
         if self.written > 0 {
             idx(runs.insert(self.output, (self.level, self.written)), ctx)?;
+            idx(filters.insert(self.output, filter.to_bytes().as_slice()), ctx)?;
         }
         for input in &self.inputs {
             idx(runs.remove(input.run), ctx)?;
+            idx(filters.remove(input.run), ctx)?;
             let (low, high) = run_range(input.run);
             idx(chunks.retain_in(low.as_slice()..high.as_slice(), |_, _| false), ctx)?;
         }
@@ -563,18 +718,23 @@ impl ChunkBuilder {
     }
 }
 
-/// Writes `entries` (in order, each once) as the chunks of `run`; returns how many there were.
+/// Writes `entries` (in order, each once) as the chunks of `run`, adding their lookup keys
+/// (each entry less its last `suffix` bytes) to `filter`; returns how many there were.
 fn write_chunks(
     chunks: &mut redb::Table<'_, &'static [u8], &'static [u8]>,
     run: u64,
     entries: impl IntoIterator<Item = impl AsRef<[u8]>>,
     chunk_bytes: usize,
+    suffix: usize,
+    filter: &mut TraceFilter,
     ctx: &str,
 ) -> Result<u64, StoreError> {
     let mut chunk = ChunkBuilder::default();
     let mut count = 0u64;
     for entry in entries {
-        chunk.push(entry.as_ref());
+        let entry = entry.as_ref();
+        chunk.push(entry);
+        filter.insert_bytes(&entry[..entry.len().saturating_sub(suffix)]);
         count += 1;
         if chunk.bytes.len() >= chunk_bytes {
             chunk.write(chunks, run, ctx)?;
@@ -618,6 +778,46 @@ fn run_range(run: u64) -> (Vec<u8>, Vec<u8>) {
         None => vec![0xff; 9],
     };
     (low, high)
+}
+
+/// Filters of the `listed` runs, from `<name>_filters`; a run whose filter is missing or
+/// damaged gets one made from its chunks, and stored. Filters of runs no longer listed go.
+fn open_filters(
+    tx: &WriteTransaction,
+    tables: RunTables,
+    listed: &[u64],
+    chunks: &redb::Table<'_, &'static [u8], &'static [u8]>,
+) -> Result<HashMap<u64, Arc<TraceFilter>>, StoreError> {
+    let ctx = "opening a sorted-run index's filters";
+    let mut stored = idx(tx.open_table(tables.filters()), ctx)?;
+    let mut out = HashMap::new();
+    let mut made = Vec::new();
+    for &run in listed {
+        let found = idx(stored.get(run), ctx)?.map(|v| TraceFilter::from_bytes(v.value()));
+        if let Some(Ok(filter)) = found {
+            out.insert(run, Arc::new(filter));
+            continue;
+        }
+        let (low, high) = run_range(run);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for chunk in idx(chunks.range(low.as_slice()..high.as_slice()), ctx)? {
+            let (_, v) = idx(chunk, ctx)?;
+            decode_entries(v.value(), |e| keys.push(tables.key_of(e).to_vec()))
+                .map_err(|e| StoreError::Corrupt { message: format!("a sorted-run chunk: {e}") })?;
+        }
+        keys.dedup();
+        let mut filter = TraceFilter::sized(keys.len());
+        for key in &keys {
+            filter.insert_bytes(key);
+        }
+        made.push((run, filter.to_bytes()));
+        out.insert(run, Arc::new(filter));
+    }
+    for (run, bytes) in made {
+        idx(stored.insert(run, bytes.as_slice()), ctx)?;
+    }
+    idx(stored.retain(|run, _| out.contains_key(&run)), ctx)?;
+    Ok(out)
 }
 
 fn run_of(key: &[u8]) -> Option<u64> {

@@ -36,8 +36,10 @@ pub const COMPACT_MAX_SPANS: u64 = 500_000;
 
 /// Index format version, kept in the index's metadata table. Version 2 keeps the process
 /// table's key and trace entries in sorted runs; version 3 replaces the entry per trace and
-/// block with a trace filter per block. An older index is taken to version 3 on open.
-pub const INDEX_VERSION: u64 = 3;
+/// block with a trace filter per block; version 4 keys process rows by start time, finds
+/// them by id through an id index in sorted runs, and gives every run a filter. An older
+/// index is taken to version 4 on open.
+pub const INDEX_VERSION: u64 = 4;
 
 pub(crate) const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Block id → (spans, bytes, min start, max start).
@@ -201,8 +203,7 @@ pub struct Store {
     /// Shared with the blocking pool, where a flush writes its index entries.
     pub(crate) index: Arc<Database>,
     /// The process table's business-key and trace entries.
-    pub(crate) process_keys: crate::runs::RunIndex,
-    pub(crate) process_traces: crate::runs::RunIndex,
+    pub(crate) process_indexes: crate::processes::ProcessIndexes,
     objects: Arc<dyn ObjectStore>,
     blocks: RwLock<HashMap<u64, Arc<BlockEntry>>>,
     /// A merged block from just before its index commit until it replaces its inputs in
@@ -386,7 +387,7 @@ impl Store {
             mut filters,
             services,
         } = read_index_state(&index, &index_path)?;
-        let (process_keys, process_traces) =
+        let process_indexes =
             crate::processes::open_indexes(&index, version, options.process_index)?;
         // Without process tracking, what is in blocks needs no replay to the engine.
         let applied_seq = if options.track_applied { applied } else { flushed_seq };
@@ -462,8 +463,7 @@ impl Store {
             wal: Mutex::new(wal),
             heads: RwLock::new(heads),
             index: Arc::new(index),
-            process_keys,
-            process_traces,
+            process_indexes,
             objects,
             blocks: RwLock::new(blocks),
             staged: RwLock::new(HashMap::new()),
@@ -989,6 +989,7 @@ impl Store {
         };
         let (wal_segments, wal_bytes) = self.wal.lock().disk_usage();
         let counters = self.counters.lock().clone();
+        let crate::processes::ProcessIndexes { ids, keys, traces } = &self.process_indexes;
         StoreStats {
             head_spans,
             head_traces,
@@ -1002,7 +1003,11 @@ impl Store {
             process_commits: counters.process_commits,
             process_rows_written: counters.process_rows_written,
             process_rows_created: counters.process_rows_created,
-            process_index_runs: self.process_keys.runs() + self.process_traces.runs(),
+            process_index_runs: [ids, keys, traces].iter().map(|i| i.runs()).sum(),
+            process_index_filter_bytes: [ids, keys, traces]
+                .iter()
+                .map(|i| i.filter_bytes() as u64)
+                .sum(),
             wal_segments: wal_segments as u64,
             wal_bytes,
             last_error: counters.last_error,
@@ -1156,10 +1161,9 @@ fn read_index_state(index: &Database, path: &Path) -> Result<IndexState, StoreEr
         idx(tx.open_table(BLOCK_TRACES), "opening the index")?;
         idx(tx.open_table(SERVICES), "opening the index")?;
         use crate::processes as p;
-        idx(tx.open_table(p::PROCESSES), "opening the index")?;
-        idx(tx.open_table(p::PROCESS_BY_START), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_ROWS), "opening the index")?;
         idx(tx.open_table(p::PROCESS_BY_TYPE), "opening the index")?;
-        idx(tx.open_table(p::PROCESS_RUNNING), "opening the index")?;
+        idx(tx.open_table(p::PROCESS_LIVE), "opening the index")?;
         idx(tx.open_table(p::EVENTS), "opening the index")?;
     }
     idx(tx.commit(), "opening the index")?;

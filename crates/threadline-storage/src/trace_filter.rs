@@ -42,22 +42,43 @@ pub struct TraceFilter {
 impl TraceFilter {
     /// A filter holding `ids` (repeats are harmless).
     pub fn build<'a>(ids: impl ExactSizeIterator<Item = &'a TraceId>) -> Self {
-        let buckets = (ids.len() * BITS_PER_TRACE).div_ceil(256).max(1);
-        let mut filter = Self { buckets: vec![[0u32; 8]; buckets].into_boxed_slice() };
+        let mut filter = Self::sized(ids.len());
         for id in ids {
-            let h = hash(id);
-            let at = filter.bucket(h);
-            let bucket = &mut filter.buckets[at];
-            for (word, bit) in bucket.iter_mut().zip(mask(h)) {
-                *word |= bit;
-            }
+            filter.insert_hash(hash(id));
         }
         filter
     }
 
+    /// An empty filter sized for `items` distinct items.
+    pub(crate) fn sized(items: usize) -> Self {
+        let buckets = (items * BITS_PER_TRACE).div_ceil(256).max(1);
+        Self { buckets: vec![[0u32; 8]; buckets].into_boxed_slice() }
+    }
+
     /// False when the block surely holds no span of `id`.
     pub fn may_contain(&self, id: &TraceId) -> bool {
-        let h = hash(id);
+        self.may_contain_hash(hash(id))
+    }
+
+    /// Adds a byte string (another index's lookup key), hashed by [`hash_bytes`].
+    pub(crate) fn insert_bytes(&mut self, bytes: &[u8]) {
+        self.insert_hash(hash_bytes(bytes));
+    }
+
+    /// False when `bytes` was surely never added by [`TraceFilter::insert_bytes`].
+    pub(crate) fn may_contain_bytes(&self, bytes: &[u8]) -> bool {
+        self.may_contain_hash(hash_bytes(bytes))
+    }
+
+    fn insert_hash(&mut self, h: u64) {
+        let at = self.bucket(h);
+        let bucket = &mut self.buckets[at];
+        for (word, bit) in bucket.iter_mut().zip(mask(h)) {
+            *word |= bit;
+        }
+    }
+
+    fn may_contain_hash(&self, h: u64) -> bool {
         let bucket = &self.buckets[self.bucket(h)];
         bucket.iter().zip(mask(h)).all(|(word, bit)| word & bit != 0)
     }
@@ -124,6 +145,19 @@ fn hash(id: &TraceId) -> u64 {
     mix(high ^ mix(low ^ 0x9e37_79b9_7f4a_7c15))
 }
 
+/// A fixed hash of a byte string, for filters over other keys than trace ids: stored filters
+/// depend on it too. Every 8 bytes (the last ones zero-padded) go through a full mix, with
+/// the length, so keys that differ anywhere, or only in length, spread apart.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    let mut h = mix(bytes.len() as u64 ^ 0x9e37_79b9_7f4a_7c15);
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = mix(h ^ u64::from_le_bytes(word));
+    }
+    h
+}
+
 /// The SplitMix64 finalizer.
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -162,6 +196,35 @@ mod tests {
             assert!(rate < 0.002, "padded {padded}: false-positive rate {rate}");
             assert_eq!(filter.bytes(), 50_000 * BITS_PER_TRACE / 8);
         }
+    }
+
+    #[test]
+    fn byte_keys_put_in_are_found_and_few_others_are() {
+        // Keys as the process indexes look them up: ids, and length-prefixed key ‖ value.
+        let key = |n: u64| -> Vec<u8> {
+            if n.is_multiple_of(2) {
+                id(n, n.is_multiple_of(4)).as_bytes().to_vec()
+            } else {
+                let value = format!("o-{n}");
+                let len = u8::try_from(value.len()).unwrap_or(u8::MAX);
+                [&[8u8][..], b"order.id", &[len], value.as_bytes()].concat()
+            }
+        };
+        let mut filter = TraceFilter::sized(50_000);
+        for n in 1..=50_000 {
+            filter.insert_bytes(&key(n));
+        }
+        assert!((1..=50_000).all(|n| filter.may_contain_bytes(&key(n))), "a key was missed");
+        let others = 200_000;
+        let false_positives =
+            (1_000_001..1_000_001 + others).filter(|n| filter.may_contain_bytes(&key(*n))).count();
+        let rate = false_positives as f64 / others as f64;
+        assert!(rate < 0.002, "false-positive rate {rate}");
+        // A key and the same key with a zero byte more are different keys.
+        let mut one = TraceFilter::sized(1);
+        one.insert_bytes(b"abc");
+        assert!(one.may_contain_bytes(b"abc"));
+        assert_ne!(hash_bytes(b"abc"), hash_bytes(b"abc\0"));
     }
 
     #[test]

@@ -306,6 +306,53 @@ fn the_wal_is_kept_until_the_engine_has_applied_it() {
     });
 }
 
+#[test]
+fn a_damaged_or_missing_run_filter_is_made_again_from_its_run() {
+    runtime().block_on(async {
+        let dir = TempDir::new("run-filters").unwrap();
+        let store = Store::open(dir.path(), small_runs()).await.unwrap().0;
+        for n in 1..=40u8 {
+            apply(&store, vec![record(n, "checkout", 100 + u64::from(n))], vec![]);
+        }
+        let filter_bytes = store.stats().process_index_filter_bytes;
+        assert!(filter_bytes > 0, "runs were written, each with a filter");
+        drop(store);
+        {
+            // Every filter of the id index gone, every filter of the key index damaged.
+            let filters = |name| redb::TableDefinition::<u64, &[u8]>::new(name);
+            let db = redb::Database::create(dir.path().join("index/threadline.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            assert!(tx.delete_table(filters("process_ids_filters")).unwrap());
+            {
+                let mut keys = tx.open_table(filters("process_keys_filters")).unwrap();
+                let runs: Vec<u64> = redb::ReadableTable::iter(&keys)
+                    .unwrap()
+                    .map(|e| e.unwrap().0.value())
+                    .collect();
+                assert!(!runs.is_empty());
+                for run in runs {
+                    keys.insert(run, &[9u8, 1, 2][..]).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path(), small_runs()).await.unwrap().0;
+        assert_eq!(store.stats().process_index_filter_bytes, filter_bytes);
+        for n in 1..=40u8 {
+            assert_eq!(
+                store.process(id(n)).unwrap().map(|r| r.start_nanos),
+                Some(100 + u64::from(n))
+            );
+            let by_key = store.processes_by_key("order.id", &format!("o-{n}"), 5).unwrap();
+            assert_eq!(by_key.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id(n)]);
+        }
+        // Rows written after the open are found beside the old ones.
+        apply(&store, vec![record(41, "checkout", 5)], vec![]);
+        assert_eq!(store.process(id(41)).unwrap().map(|r| r.start_nanos), Some(5));
+        assert_eq!(store.process(id(7)).unwrap().map(|r| r.id), Some(id(7)));
+    });
+}
+
 type Keys = BTreeSet<(String, String)>;
 
 /// What the key and trace lookups must answer, kept beside the store.
@@ -315,7 +362,10 @@ struct Model {
     rows: std::collections::BTreeMap<TraceId, (Keys, Vec<TraceId>)>,
     /// Every process ever started, folded ones included.
     started: Vec<TraceId>,
-    /// At most how many entries were added to the business-key and to the trace index.
+    /// Live processes: start time and state, as last written.
+    starts: std::collections::BTreeMap<TraceId, (u64, RecordState)>,
+    /// At most how many entries were added to the id, business-key and trace indexes.
+    id_entries: u64,
     key_entries: u64,
     trace_entries: u64,
 }
@@ -326,15 +376,18 @@ impl Model {
         self.rows.iter().find(|(_, (_, traces))| traces.contains(&trace)).map(|(id, _)| *id)
     }
 
-    fn record(&self, id: TraceId, state: RecordState) -> ProcessRecord {
+    /// The row of `id` as it is now written, in `state`.
+    fn record(&mut self, id: TraceId, state: RecordState) -> ProcessRecord {
         let (keys, traces) = &self.rows[&id];
+        let at = self.starts.get_mut(&id).unwrap();
+        at.1 = state;
         ProcessRecord {
             id,
             state,
             traces: traces.clone(),
             keys: keys.iter().cloned().collect(),
             waiting: vec![],
-            ..record(1, "checkout", 100)
+            ..record(1, "checkout", at.0)
         }
     }
 }
@@ -352,6 +405,11 @@ enum Op {
     Complete {
         process: usize,
     },
+    /// A span older than any seen moves the process's start back (its row is re-keyed).
+    MoveStart {
+        process: usize,
+        by: u64,
+    },
     /// With `key`, a key for the folded process arrives in the same group.
     Fold {
         from: usize,
@@ -367,6 +425,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<bool>(), 0..4u8).prop_map(|(joined, sku)| Op::Start { joined, sku }),
         2 => (any::<usize>(), 0..3u8).prop_map(|(process, value)| Op::AddKey { process, value }),
         1 => any::<usize>().prop_map(|process| Op::Complete { process }),
+        1 => (any::<usize>(), 0..30u64).prop_map(|(process, by)| Op::MoveStart { process, by }),
         1 => (any::<usize>(), any::<usize>(), any::<bool>(), proptest::option::of(0..3u8))
             .prop_map(|(from, into, with_row, key)| Op::Fold { from, into, with_row, key }),
         1 => Just(Op::Reopen),
@@ -398,7 +457,36 @@ fn check(store: &Store, model: &Model) -> Result<(), TestCaseError> {
         }
         let row = store.process(*id).unwrap().unwrap();
         prop_assert_eq!(&row.keys.iter().cloned().collect::<BTreeSet<_>>(), keys);
+        prop_assert_eq!((row.start_nanos, row.state), model.starts[id]);
     }
+    // Listed newest start first (then by id, descending), in pages; running ones resumable.
+    let mut expected: Vec<(u64, TraceId)> =
+        model.starts.iter().map(|(id, (start, _))| (*start, *id)).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    let (mut listed, mut cursor) = (Vec::new(), None);
+    loop {
+        let (page, next) = store.list_processes(&ProcessFilter::default(), 4, cursor).unwrap();
+        listed.extend(page.iter().map(|r| (r.start_nanos, r.id)));
+        let Some(next) = next else { break };
+        cursor = Some(next);
+    }
+    prop_assert_eq!(&listed, &expected);
+    let running: BTreeSet<TraceId> = model
+        .starts
+        .iter()
+        .filter(|(_, (_, state))| *state == RecordState::Running)
+        .map(|(id, _)| *id)
+        .collect();
+    prop_assert_eq!(
+        store.running_processes().unwrap().into_iter().collect::<BTreeSet<_>>(),
+        running.clone()
+    );
+    let started_by = 1_000;
+    let early: BTreeSet<TraceId> =
+        running.iter().copied().filter(|id| model.starts[id].0 <= started_by).collect();
+    let found: BTreeSet<TraceId> =
+        store.running_rows(started_by, 10_000).unwrap().iter().map(|r| r.id).collect();
+    prop_assert_eq!(found, early);
     for ((k, v), ids) in by_key {
         let found: Vec<TraceId> =
             store.processes_by_key(&k, &v, 10_000).unwrap().iter().map(|r| r.id).collect();
@@ -432,7 +520,10 @@ proptest! {
                         traces.push(TraceId::from_bytes((next | 1 << 100).to_be_bytes()).unwrap());
                     }
                     let keys = [("order.id".to_owned(), format!("o-{next}")), ("sku".to_owned(), format!("s-{sku}"))];
+                    // Starts close together, some the same: rows are keyed by start time.
+                    model.starts.insert(id, (1_000 + 5 * u64::try_from(next / 2).unwrap(), RecordState::Running));
                     next += 1;
+                    model.id_entries += 1;
                     model.key_entries += 2;
                     model.trace_entries += u64::from(joined);
                     model.rows.insert(id, (keys.into_iter().collect(), traces));
@@ -454,12 +545,22 @@ proptest! {
                 }
                 Op::Complete { process } if !live.is_empty() => {
                     let id = live[process % live.len()];
-                    apply(s, vec![model.record(id, RecordState::Completed)], vec![]);
+                    let record = model.record(id, RecordState::Completed);
+                    apply(s, vec![record], vec![]);
+                }
+                Op::MoveStart { process, by } if !live.is_empty() => {
+                    let id = live[process % live.len()];
+                    let (start, state) = model.starts[&id];
+                    model.starts.insert(id, (start.saturating_sub(by), state));
+                    model.id_entries += 1;
+                    let record = model.record(id, state);
+                    apply(s, vec![record], vec![]);
                 }
                 Op::Fold { from, into, with_row, key } if live.len() >= 2 => {
                     let from = live[from % live.len()];
                     let into = live.iter().copied().filter(|i| *i != from).nth(into % (live.len() - 1)).unwrap();
                     let (keys, traces) = model.rows.remove(&from).unwrap();
+                    model.starts.remove(&from);
                     model.key_entries += keys.len() as u64 + 1;
                     model.trace_entries += traces.len() as u64;
                     let home = model.rows.get_mut(&into).unwrap();
@@ -500,7 +601,8 @@ proptest! {
             }
             levels
         };
-        let bound = (fanout - 1) * (levels(model.key_entries) + levels(model.trace_entries));
+        let bound = (fanout - 1)
+            * (levels(model.id_entries) + levels(model.key_entries) + levels(model.trace_entries));
         for _ in 0..3_000 {
             if s.stats().process_index_runs <= bound {
                 break;
@@ -508,7 +610,11 @@ proptest! {
             s.apply_processes(&ProcessChanges::default()).unwrap();
         }
         let runs = s.stats().process_index_runs;
-        prop_assert!(runs <= bound, "{} runs for {} key and {} trace entries", runs, model.key_entries, model.trace_entries);
+        prop_assert!(
+            runs <= bound,
+            "{} runs for {} id, {} key and {} trace entries",
+            runs, model.id_entries, model.key_entries, model.trace_entries
+        );
         check(s, &model)?;
         drop(store.take());
         let s = rt.block_on(Store::open(dir.path(), small_runs())).unwrap().0;
