@@ -430,7 +430,7 @@ impl RunSession<'_> {
             let number = idx(log.last(), ctx)?.map_or(1, |(k, _)| k.value() + 1);
             idx(log.insert(number, self.added.as_slice()), ctx)?;
             let mut memory = self.index.memory.write();
-            memory.take(std::mem::take(&mut self.pending), tables.suffix);
+            memory.take(std::mem::take(&mut self.pending));
         }
         let limits = self.index.limits;
         let mut flushed = false;
@@ -502,7 +502,8 @@ impl RunSession<'_> {
 }
 
 /// Entries held in memory, by lookup key: each key's suffixes (the entries' last
-/// [`RunTables::suffix`] bytes), one after the other, each once.
+/// [`RunTables::suffix`] bytes), one after the other. An entry added twice is held twice
+/// (lookups may see an entry twice anyway) and written once.
 #[derive(Debug, Default)]
 struct Memory {
     by_key: HashMap<Box<[u8]>, Vec<u8>>,
@@ -512,26 +513,24 @@ struct Memory {
 impl Memory {
     fn insert(&mut self, entry: &[u8], suffix: usize) {
         let (key, rest) = entry.split_at(entry.len().saturating_sub(suffix));
-        let suffixes = match self.by_key.get_mut(key) {
-            Some(suffixes) => suffixes,
-            None => self.by_key.entry(key.into()).or_default(),
-        };
-        if !suffixes.chunks(suffix.max(1)).any(|s| s == rest) {
-            suffixes.extend_from_slice(rest);
-            self.entries += 1;
+        match self.by_key.get_mut(key) {
+            Some(suffixes) => suffixes.extend_from_slice(rest),
+            None => {
+                self.by_key.insert(key.into(), rest.to_vec());
+            }
         }
+        self.entries += 1;
     }
 
     /// Every entry of `other`.
-    fn take(&mut self, other: Memory, suffix: usize) {
+    fn take(&mut self, other: Memory) {
+        self.entries += other.entries;
         for (key, suffixes) in other.by_key {
-            if !self.by_key.contains_key(&key) {
-                self.entries += suffixes.len() / suffix.max(1);
-                self.by_key.insert(key, suffixes);
-                continue;
-            }
-            for rest in suffixes.chunks(suffix.max(1)) {
-                self.insert(&[&key[..], rest].concat(), suffix);
+            match self.by_key.get_mut(&key) {
+                Some(held) => held.extend_from_slice(&suffixes),
+                None => {
+                    self.by_key.insert(key, suffixes);
+                }
             }
         }
     }
@@ -550,6 +549,7 @@ impl Memory {
             out.extend(suffixes.chunks(suffix.max(1)).map(|rest| [&key[..], rest].concat()));
         }
         out.sort_unstable();
+        out.dedup();
         out
     }
 }
