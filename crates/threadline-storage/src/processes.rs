@@ -810,18 +810,8 @@ impl Store {
                 }
                 id
             };
-            // Keys the new version of their process's row already has need no more work (the
-            // usual case: the engine reports a key with the process that found it).
-            let new_rows: HashMap<TraceId, &ProcessRecord> =
-                changes.records.iter().map(|r| (r.id, r)).collect();
             for (id, key, value) in &changes.keys {
-                let home = home(*id);
-                let held = new_rows
-                    .get(&home)
-                    .is_some_and(|r| r.keys.iter().any(|(k, v)| k == key && v == value));
-                if !held {
-                    added.entry(home).or_default().keys.push((key.clone(), value.clone()));
-                }
+                added.entry(home(*id)).or_default().keys.push((key.clone(), value.clone()));
             }
             for record in &changes.records {
                 match added.remove(&record.id) {
