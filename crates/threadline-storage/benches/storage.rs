@@ -13,7 +13,7 @@
 //! Run: `cargo bench -p threadline-storage --bench storage`. `THREADLINE_BENCH_PROCESSES`
 //! sets the number of stored processes (default 10,000,000); `THREADLINE_BENCH_ONLY=encode`
 //! runs part 3 alone (what `callgrind` counts instructions on), `THREADLINE_BENCH_ONLY=traces`
-//! part 4 alone.
+//! part 4 alone, `THREADLINE_BENCH_ONLY=processes` part 5 alone.
 
 #![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 #![allow(clippy::unwrap_used, reason = "a benchmark fails loudly")]
@@ -181,11 +181,15 @@ fn lookups(store: &Store, total: u64) {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let only = std::env::var("THREADLINE_BENCH_ONLY").unwrap_or_default();
+    if only == "processes" {
+        process_table(&rt);
+        return;
+    }
     let batches = batches();
     let spans: usize = batches.iter().map(|b| b.spans.len()).sum();
     let protobuf_bytes: usize = batches.iter().map(|b| b.protobuf.len()).sum();
     println!("{spans} spans in {BATCHES} batches of 1,000; OTLP protobuf {protobuf_bytes} B");
-    let only = std::env::var("THREADLINE_BENCH_ONLY").unwrap_or_default();
     if only == "encode" {
         block_encoding(&batches, spans, protobuf_bytes);
         return;
@@ -233,6 +237,12 @@ fn main() {
     block_encoding(&batches, spans, protobuf_bytes);
     trace_lookups(&rt, &batches);
 
+    process_table(&rt);
+}
+
+/// Part 5: fills the process table with `THREADLINE_BENCH_PROCESSES` rows in groups, then
+/// looks processes up by id and by business key.
+fn process_table(rt: &tokio::runtime::Runtime) {
     let total: u64 = std::env::var("THREADLINE_BENCH_PROCESSES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -241,11 +251,18 @@ fn main() {
     let (store, _) = rt.block_on(Store::open(dir.path(), StoreOptions::default())).unwrap();
     let start = Instant::now();
     const GROUP: u64 = 20_000;
+    // Time to write each tenth of the rows: whether writing slows as the table grows.
+    let mut tenths = Vec::new();
+    let mut tenth_start = Instant::now();
     let mut n = 0;
     while n < total {
         let records = (n..(n + GROUP).min(total)).map(record).collect();
         store.apply_processes(&ProcessChanges { records, ..ProcessChanges::default() }).unwrap();
         n += GROUP;
+        if n * 10 / total > tenths.len() as u64 {
+            tenths.push(tenth_start.elapsed());
+            tenth_start = Instant::now();
+        }
     }
     let elapsed = start.elapsed();
     let index_bytes = std::fs::metadata(dir.path().join("index/threadline.redb")).unwrap().len();
@@ -254,6 +271,12 @@ fn main() {
         total as f64 / elapsed.as_secs_f64(),
         index_bytes as f64 / (1u64 << 30) as f64
     );
+    if let (Some(first), Some(last)) = (tenths.first(), tenths.last()) {
+        println!(
+            "first tenth of the rows written in {first:.1?}, last tenth in {last:.1?} (ratio {:.2})",
+            last.as_secs_f64() / first.as_secs_f64()
+        );
+    }
     lookups(&store, total);
 }
 
