@@ -450,29 +450,16 @@ struct Tables<'t, 's> {
 const WRITE_CTX: &str = "writing the process table";
 
 impl Tables<'_, '_> {
-    /// The row stored under `start` for process `id`.
-    fn row_at(&self, start: u64, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        idx(self.rows.get(&time_entry(start, id)[..]), WRITE_CTX)?
-            .map(|v| decode_record(v.value()))
-            .transpose()
-            .map_err(|e| corrupt("a process row", &e))
-    }
-
     /// The row of process `id`: first under `start` when given (where a row being written
     /// again nearly always is), else where the id index says it may be.
     fn find(&self, id: TraceId, start: Option<u64>) -> Result<Option<ProcessRecord>, StoreError> {
         if let Some(start) = start
-            && let Some(row) = self.row_at(start, id)?
+            && let Some(row) = row_at(&self.rows, start, id, WRITE_CTX)?
         {
             return Ok(Some(row));
         }
         let entries = self.ids.lookup_in(self.tx, id.as_bytes())?;
-        for at in starts_of(&entries).filter(|at| Some(*at) != start) {
-            if let Some(row) = self.row_at(at, id)? {
-                return Ok(Some(row));
-            }
-        }
-        Ok(None)
+        row_under(&self.rows, starts_of(&entries).filter(|at| Some(*at) != start), id, WRITE_CTX)
     }
 
     /// Removes a row and its type and running entries; returns it.
@@ -606,6 +593,34 @@ fn row_of_trace(
         if let Some(row) = read(id)?
             && row.traces.contains(&trace_id)
         {
+            return Ok(Some(row));
+        }
+    }
+    Ok(None)
+}
+
+/// The row stored under `start` for process `id`.
+fn row_at(
+    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    start: u64,
+    id: TraceId,
+    ctx: &'static str,
+) -> Result<Option<ProcessRecord>, StoreError> {
+    idx(rows.get(&time_entry(start, id)[..]), ctx)?
+        .map(|v| decode_record(v.value()))
+        .transpose()
+        .map_err(|e| corrupt("a process row", &e))
+}
+
+/// The row of process `id` under the first of `starts` that has one.
+fn row_under(
+    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    starts: impl Iterator<Item = u64>,
+    id: TraceId,
+    ctx: &'static str,
+) -> Result<Option<ProcessRecord>, StoreError> {
+    for start in starts {
+        if let Some(row) = row_at(rows, start, id, ctx)? {
             return Ok(Some(row));
         }
     }
@@ -872,37 +887,24 @@ impl Store {
 
     /// The stored row of a process, by its id.
     pub fn process(&self, id: TraceId) -> Result<Option<ProcessRecord>, StoreError> {
-        let (mut rows, _) = self.rows_by_id(&[id], "reading the process table")?;
-        Ok(rows.pop().flatten())
+        Ok(self.rows_by_id(&[id], "reading the process table")?.pop().flatten())
     }
 
     /// The stored rows of processes `ids` (each `None` when it has none), read in one
-    /// transaction, begun after the id index's memory was read (see `runs.rs`); returned too.
+    /// transaction, begun after the id index's memory was read (see `runs.rs`).
     fn rows_by_id(
         &self,
         ids: &[TraceId],
         ctx: &'static str,
-    ) -> Result<(Vec<Option<ProcessRecord>>, redb::ReadTransaction), StoreError> {
+    ) -> Result<Vec<Option<ProcessRecord>>, StoreError> {
         let prefixes: Vec<&[u8]> = ids.iter().map(|t| &t.as_bytes()[..]).collect();
         let (entries, read) =
             self.process_indexes.ids.lookup(&prefixes, || idx(self.index.begin_read(), ctx))?;
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let rows = idx(read.open_table(PROCESS_ROWS), ctx)?;
-            for (&id, entries) in ids.iter().zip(&entries) {
-                let mut found = None;
-                for start in starts_of(entries) {
-                    if let Some(row) = idx(rows.get(&time_entry(start, id)[..]), ctx)? {
-                        found = Some(
-                            decode_record(row.value()).map_err(|e| corrupt("a process row", &e))?,
-                        );
-                        break;
-                    }
-                }
-                out.push(found);
-            }
-        }
-        Ok((out, read))
+        let rows = idx(read.open_table(PROCESS_ROWS), ctx)?;
+        ids.iter()
+            .zip(&entries)
+            .map(|(&id, entries)| row_under(&rows, starts_of(entries), id, ctx))
+            .collect()
     }
 
     /// The stored rows of the processes `trace_ids` belong to, each once, in the order of the
@@ -921,7 +923,7 @@ impl Store {
         candidates.extend(entries.iter().flatten().filter_map(|e| id_of(e)));
         candidates.sort_unstable();
         candidates.dedup();
-        let (rows, _) = self.rows_by_id(&candidates, ctx)?;
+        let rows = self.rows_by_id(&candidates, ctx)?;
         let rows: HashMap<TraceId, ProcessRecord> =
             candidates.into_iter().zip(rows).filter_map(|(id, row)| Some((id, row?))).collect();
         let mut seen = std::collections::HashSet::new();
@@ -967,7 +969,7 @@ impl Store {
         while out.len() < limit && !rest.is_empty() {
             let (batch, after) = rest.split_at((limit - out.len()).min(rest.len()));
             rest = after;
-            let (rows, _) = self.rows_by_id(batch, ctx)?;
+            let rows = self.rows_by_id(batch, ctx)?;
             // An entry left by a process folded away leads to no row; the check covers any
             // other entry that no longer holds.
             out.extend(

@@ -32,7 +32,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
@@ -113,9 +112,9 @@ pub(crate) struct RunIndex {
     limits: RunLimits,
     memory: RwLock<Memory>,
     writer: Mutex<Writer>,
-    listed: AtomicU64,
-    /// Filters of the listed runs (and, between a commit and its [`RunSession::committed`],
-    /// of runs it listed); a listed run without one is read on every lookup.
+    /// A filter for every listed run, by run id, as of the last commit: every run gets one
+    /// when it is written or opened, so this also says which runs are listed. A reader whose
+    /// transaction lists a run not (yet) here reads that run.
     filters: RwLock<HashMap<u64, Arc<TraceFilter>>>,
 }
 
@@ -206,7 +205,6 @@ impl RunIndex {
             limits,
             memory: RwLock::new(memory),
             writer: Mutex::new(Writer { next_run, merge: None }),
-            listed: AtomicU64::new(listed.len() as u64),
             filters: RwLock::new(filters),
         })
     }
@@ -244,8 +242,6 @@ impl RunIndex {
         // Kept at once: the store does not open unless the caller commits.
         self.filters.write().insert(run, Arc::new(filter));
         writer.next_run += 1;
-        // Counted now: the caller commits or the store does not open.
-        self.listed.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -299,7 +295,7 @@ impl RunIndex {
 
     /// Runs listed: a merge that falls behind shows as this growing.
     pub(crate) fn runs(&self) -> u64 {
-        self.listed.load(Ordering::Relaxed)
+        self.filters.read().len() as u64
     }
 }
 
@@ -371,8 +367,6 @@ struct AfterCommit {
     flushed: bool,
     merge: Option<Merge>,
     next_run: u64,
-    /// Runs listed by the transaction, less those it dropped.
-    listed: i64,
     /// Filters of the runs it listed, and the runs it dropped.
     filters: Vec<(u64, Arc<TraceFilter>)>,
     dropped: Vec<u64>,
@@ -402,9 +396,7 @@ impl RunSession<'_> {
         let filters = self.index.filters.read();
         // The writer's own session: the filters are those of every listed run (it lists runs
         // only in `finish`), so when none may hold the key, no table needs reading.
-        let listed = self.index.listed.load(Ordering::Relaxed);
-        if filters.len() as u64 == listed && filters.values().all(|f| !f.may_contain_bytes(prefix))
-        {
+        if filters.values().all(|f| !f.may_contain_bytes(prefix)) {
             return Ok(out);
         }
         let view = View {
@@ -434,7 +426,6 @@ impl RunSession<'_> {
         }
         let limits = self.index.limits;
         let mut flushed = false;
-        let mut listed = 0i64;
         {
             let memory = self.index.memory.read();
             if memory.entries >= limits.flush_entries {
@@ -456,7 +447,6 @@ impl RunSession<'_> {
                 filters.push((run, Arc::new(filter)));
                 idx(log.retain(|_, _| false), ctx)?;
                 flushed = true;
-                listed += 1;
             }
         }
         let mut merge = self.writer.merge.clone();
@@ -467,7 +457,6 @@ impl RunSession<'_> {
             let finished =
                 m.step(&mut chunks, &mut runs, &mut stored_filters, limits, tables, ctx)?;
             if finished {
-                listed += i64::from(m.written > 0) - m.inputs.len() as i64;
                 if m.written > 0 {
                     filters.push((m.output, Arc::new(m.filter.lock().clone())));
                 }
@@ -475,7 +464,7 @@ impl RunSession<'_> {
                 merge = None;
             }
         }
-        self.after = Some(AfterCommit { flushed, merge, next_run, listed, filters, dropped });
+        self.after = Some(AfterCommit { flushed, merge, next_run, filters, dropped });
         Ok(())
     }
 
@@ -496,8 +485,6 @@ impl RunSession<'_> {
         }
         self.writer.merge = after.merge;
         self.writer.next_run = after.next_run;
-        let listed = self.index.listed.load(Ordering::Relaxed).saturating_add_signed(after.listed);
-        self.index.listed.store(listed, Ordering::Relaxed);
     }
 }
 
@@ -526,12 +513,7 @@ impl Memory {
     fn take(&mut self, other: Memory) {
         self.entries += other.entries;
         for (key, suffixes) in other.by_key {
-            match self.by_key.get_mut(&key) {
-                Some(held) => held.extend_from_slice(&suffixes),
-                None => {
-                    self.by_key.insert(key, suffixes);
-                }
-            }
+            self.by_key.entry(key).or_default().extend_from_slice(&suffixes);
         }
     }
 

@@ -33,7 +33,8 @@ const SALT: [u32; 8] = [
 
 type Bucket = [u32; 8];
 
-/// Which traces a block may hold.
+/// Which traces a block may hold; also, through [`TraceFilter::insert_bytes`], which keys a
+/// sorted run of the process indexes may hold (`runs.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceFilter {
     buckets: Box<[Bucket]>,
