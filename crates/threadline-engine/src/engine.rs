@@ -422,6 +422,12 @@ pub struct Engine {
     /// Business keys found since the last `drain_changes`: (process id, key, value). The
     /// engine keeps no keys itself; the process table does.
     found_keys: Vec<(TraceId, String, String)>,
+    /// Where each of `found_keys` is, by process and a hash of key and value: a process's
+    /// spans carry the same keys, most of them within one drain, and a key found again is
+    /// known without copying it.
+    found_at: HashMap<(TraceId, u64), usize>,
+    /// Positions of a span's business-key attributes, kept between spans for its memory.
+    key_positions: Vec<usize>,
     /// The resource of the last span seen and its service's name id: spans come in runs from
     /// one resource, whose attributes need not be searched for every span. Held (not just
     /// its address), so it can never be mistaken for a later resource at the same address.
@@ -470,6 +476,8 @@ impl Engine {
             generations: Vec::new(),
             by_trace: HashMap::default(),
             found_keys: Vec::new(),
+            found_at: HashMap::default(),
+            key_positions: Vec::new(),
             last_service: None,
             timers: Timers::default(),
             channels: Vec::new(),
@@ -586,7 +594,10 @@ impl Engine {
         Changes {
             views,
             removed: std::mem::take(&mut self.removed),
-            keys: std::mem::take(&mut self.found_keys),
+            keys: {
+                self.found_at.clear();
+                std::mem::take(&mut self.found_keys)
+            },
         }
     }
 
@@ -1095,16 +1106,14 @@ impl Engine {
                 id
             }
         };
-        // Borrowed until known to be new: most spans repeat their process's keys.
-        let mut key_ids: Vec<(&str, std::borrow::Cow<'_, str>)> = Vec::new();
-        for kv in &span.attributes {
-            if keys::is_default_key(&kv.key) || self.key_names.contains(kv.key.as_str()) {
-                let value = match &kv.value {
-                    AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                    AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
-                    _ => continue,
-                };
-                key_ids.push((&kv.key, value));
+        // Found now, copied only when new: most spans repeat their process's keys.
+        let mut key_positions = std::mem::take(&mut self.key_positions);
+        key_positions.clear();
+        for (i, kv) in span.attributes.iter().enumerate() {
+            if matches!(kv.value, AnyValue::String(_) | AnyValue::Int(_))
+                && (keys::is_default_key(&kv.key) || self.key_names.contains(kv.key.as_str()))
+            {
+                key_positions.push(i);
             }
         }
         let producer = match role {
@@ -1310,18 +1319,16 @@ impl Engine {
 
         let Some(p) = self.slots[slot as usize].as_ref() else { return };
         let id = p.id;
-        for (key, value) in key_ids {
-            // The same key on every span of a process is reported once per drain.
-            let repeated = self
-                .found_keys
-                .iter()
-                .rev()
-                .take(8)
-                .any(|(i, k, v)| *i == id && k == key && *v == *value);
-            if !repeated {
-                self.found_keys.push((id, key.to_owned(), value.into_owned()));
-            }
+        for &i in &key_positions {
+            let kv = &span.attributes[i];
+            let value = match &kv.value {
+                AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+                _ => continue,
+            };
+            self.found_key(id, &kv.key, value);
         }
+        self.key_positions = key_positions;
         if reopened {
             self.emit(slot, EventKind::Reopened, now, String::new());
         }
@@ -1334,6 +1341,24 @@ impl Engine {
             self.finish(slot, State::Failed, None, now);
         }
         self.rearm(slot);
+    }
+
+    /// Notes a business key found on a span of process `id`: reported once per drain.
+    fn found_key(&mut self, id: TraceId, key: &str, value: std::borrow::Cow<'_, str>) {
+        let hash = foldhash::fast::FixedState::with_seed(0x6b6579).hash_one((key, &*value));
+        match self.found_at.entry((id, hash)) {
+            std::collections::hash_map::Entry::Occupied(at) => {
+                let (_, k, v) = &self.found_keys[*at.get()];
+                if k == key && *v == *value {
+                    return;
+                }
+                // Another key of the same hash: kept too (a repeat is harmless, a loss not).
+            }
+            std::collections::hash_map::Entry::Vacant(at) => {
+                at.insert(self.found_keys.len());
+            }
+        }
+        self.found_keys.push((id, key.to_owned(), value.into_owned()));
     }
 
     /// Fails a process of a declared type whose critical step has an error status.

@@ -49,6 +49,52 @@ fn each_changed_process_is_drained_once_with_its_current_state() {
 }
 
 #[test]
+fn a_business_key_is_drained_once_per_process_however_many_spans_carry_it() {
+    let mut engine = Engine::new(EngineConfig::default());
+    // Spans of twenty processes interleaved, as spans of concurrent processes arrive: each
+    // carries its process's order id, and every other one also a merchant id shared by all.
+    for step in 1..=5 {
+        for process in 1..=20u64 {
+            let order = format!("o-{process}");
+            let mut s =
+                span(process, step, "shop", "step").at(0.0, 0.1).attr("order.id", order.as_str());
+            if step > 1 {
+                s = s.parent(1);
+            }
+            if step % 2 == 0 {
+                s = s.attr("merchant.id", "m-1");
+            }
+            engine.ingest(&s.build(), secs(0.0));
+        }
+    }
+    let mut keys = engine.drain_changes().keys;
+    keys.sort();
+    let mut expected: Vec<_> = (1..=20u64)
+        .flat_map(|p| {
+            [
+                (trace(p), "order.id".to_owned(), format!("o-{p}")),
+                (trace(p), "merchant.id".to_owned(), "m-1".to_owned()),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(keys, expected);
+
+    // The next drain reports a key seen again, once: the engine keeps no keys, the table
+    // takes it again as it is.
+    for step in 6..=7 {
+        engine.ingest(
+            &span(3, step, "shop", "step").parent(1).at(0.0, 0.1).attr("order.id", "o-3").build(),
+            secs(0.0),
+        );
+    }
+    assert_eq!(
+        engine.drain_changes().keys,
+        vec![(trace(3), "order.id".to_owned(), "o-3".to_owned())]
+    );
+}
+
+#[test]
 fn a_process_folded_into_another_is_reported_gone() {
     let mut engine = Engine::new(EngineConfig::default());
     // The consumer's trace arrives first, then the link that joins it to the producer's

@@ -96,7 +96,7 @@ async fn fixture() -> Fixture {
         spec_violations: None,
     });
     store
-        .apply_processes(&ProcessChanges {
+        .apply_processes(&mut ProcessChanges {
             records: records.collect(),
             ..ProcessChanges::default()
         })

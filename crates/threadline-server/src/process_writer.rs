@@ -9,7 +9,7 @@
 //! announced twice across a crash.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use threadline_core::id::TraceId;
@@ -139,11 +139,17 @@ async fn run(
 /// Applies a group of changes, retrying (with backoff) until the store takes them: a full
 /// disk delays the table (and, through backpressure, ingest) but loses nothing.
 async fn apply_until_done(store: &Arc<Store>, changes: ProcessChanges) -> Vec<StoredEvent> {
-    let changes = Arc::new(changes);
+    // Shared with the blocking thread that applies it; a group whose transaction failed (or
+    // whose thread panicked) still holds every change, and is applied again.
+    let changes = Arc::new(Mutex::new(changes));
     let mut delay = Duration::from_millis(100);
     loop {
         let (store, group) = (Arc::clone(store), Arc::clone(&changes));
-        match tokio::task::spawn_blocking(move || store.apply_processes(&group)).await {
+        let apply = move || {
+            let mut group = group.lock().unwrap_or_else(PoisonError::into_inner);
+            store.apply_processes(&mut group)
+        };
+        match tokio::task::spawn_blocking(apply).await {
             Ok(Ok(logged)) => return logged,
             Ok(Err(e)) => {
                 tracing::error!(error = %threadline_core::error::chain(&e), retry_in = ?delay,

@@ -257,7 +257,9 @@ fn process_table(rt: &tokio::runtime::Runtime) {
     let mut n = 0;
     while n < total {
         let records = (n..(n + GROUP).min(total)).map(record).collect();
-        store.apply_processes(&ProcessChanges { records, ..ProcessChanges::default() }).unwrap();
+        store
+            .apply_processes(&mut ProcessChanges { records, ..ProcessChanges::default() })
+            .unwrap();
         n += GROUP;
         if n * 10 / total > tenths.len() as u64 {
             tenths.push(tenth_start.elapsed());

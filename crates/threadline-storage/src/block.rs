@@ -475,17 +475,29 @@ fn append_json(builder: &mut StringBuilder, text: &mut String, write: impl FnOnc
 /// Spans whose strings [`touch`] reads ahead of writing them.
 const TOUCH_GROUP: usize = 32;
 
-/// Reads one byte of the name and of every attribute key and string value of `spans`, so that their cache
-/// misses overlap in this tight loop instead of stalling the JSON writer one at a time (the
-/// spans of a block are visited in trace order, scattered over the heap).
+/// Reads ahead what writing `spans` will read, so that their cache misses overlap in tight
+/// loops instead of stalling the writer one at a time (the spans of a block are visited in
+/// trace order, scattered over the heap). It goes breadth first, one level of pointers for
+/// all the spans before the next: the span structs, then their attribute arrays, then the
+/// strings those hold out of line. Each level's misses are independent of one another, so
+/// the processor keeps many in flight at once; depth first, each span's chain of misses
+/// would fill its reorder window after a few spans.
 fn touch(spans: &[&Span]) {
-    let mut sum = 0u8;
+    let mut sum = 0usize;
     for span in spans {
-        sum ^= span.name.as_bytes().first().copied().unwrap_or(0);
+        sum ^= span.attributes.len() ^ span.name.len();
+    }
+    for span in spans {
+        if let Some(first) = span.attributes.first() {
+            sum ^= first.key.len();
+        }
+    }
+    for span in spans {
+        sum ^= usize::from(span.name.as_bytes().first().copied().unwrap_or(0));
         for kv in &span.attributes {
-            sum ^= kv.key.as_bytes().first().copied().unwrap_or(0);
+            sum ^= usize::from(kv.key.as_bytes().first().copied().unwrap_or(0));
             if let AnyValue::String(s) = &kv.value {
-                sum ^= s.as_bytes().first().copied().unwrap_or(0);
+                sum ^= usize::from(s.as_bytes().first().copied().unwrap_or(0));
             }
         }
     }

@@ -770,6 +770,33 @@ impl Additions {
     }
 }
 
+/// Moves each business key of `changes` into the row of its process (after `home`, which
+/// follows processes folded away in the group) when the group has one; the keys left are
+/// of processes with no row in the group.
+fn join_keys(changes: &mut ProcessChanges, home: impl Fn(TraceId) -> TraceId) {
+    if changes.keys.is_empty() {
+        return;
+    }
+    let rows: HashMap<TraceId, usize> =
+        changes.records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+    let mut joined = Vec::new();
+    changes.keys.retain_mut(|(id, key, value)| {
+        let Some(&i) = rows.get(&home(*id)) else { return true };
+        let record = &mut changes.records[i];
+        if !record.keys.iter().any(|(k, v)| k == key && v == value) {
+            record.keys.push((std::mem::take(key), std::mem::take(value)));
+            joined.push(i);
+        }
+        false
+    });
+    joined.sort_unstable();
+    joined.dedup();
+    for i in joined {
+        // Sorted, as every stored row's keys are.
+        changes.records[i].keys.sort_unstable();
+    }
+}
+
 fn corrupt(what: &str, e: &DecodeError) -> StoreError {
     StoreError::Corrupt { message: format!("{what}: {e}") }
 }
@@ -778,16 +805,32 @@ impl Store {
     /// Applies a group of process changes and logs their events in one durable transaction;
     /// returns the events with their log positions, to publish now that they are kept.
     /// Blocking: call it from a thread that may wait on the disk.
+    ///
+    /// The group is worked on in place, without copies: business keys of a process with a
+    /// row in the group move into that row, and on success the events move out into the
+    /// returned list. A group whose transaction failed holds the same changes as before, and
+    /// can be applied again.
     pub fn apply_processes(
         &self,
-        changes: &ProcessChanges,
+        changes: &mut ProcessChanges,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let ctx = WRITE_CTX;
+        let folded: HashMap<TraceId, TraceId> = changes.removed.iter().copied().collect();
+        // A key for a process folded away in this same group goes to its new home.
+        let home = |mut id: TraceId| {
+            for _ in 0..folded.len() {
+                match folded.get(&id) {
+                    Some(next) => id = *next,
+                    None => break,
+                }
+            }
+            id
+        };
+        join_keys(changes, home);
         let indexes = &self.process_indexes;
         let (mut ids, mut keys, mut traces) =
             (indexes.ids.session(), indexes.keys.session(), indexes.traces.session());
         let tx = begin_durable(&self.index, ctx)?;
-        let mut logged = Vec::with_capacity(changes.events.len());
         let (written, created);
         {
             let mut tables = Tables {
@@ -814,17 +857,7 @@ impl Store {
                     to.traces.extend(old.traces.iter().chain([from]).filter(|t| *t != into));
                 }
             }
-            // A key for a process folded away in this same group goes to its new home.
-            let folded: HashMap<TraceId, TraceId> = changes.removed.iter().copied().collect();
-            let home = |mut id: TraceId| {
-                for _ in 0..folded.len() {
-                    match folded.get(&id) {
-                        Some(next) => id = *next,
-                        None => break,
-                    }
-                }
-                id
-            };
+            // Keys of processes with no row in this group go to their stored rows.
             for (id, key, value) in &changes.keys {
                 added.entry(home(*id)).or_default().keys.push((key.clone(), value.clone()));
             }
@@ -854,10 +887,9 @@ impl Store {
                 }
             }
             let mut next = idx(meta.get(META_NEXT_EVENT), ctx)?.map_or(1, |v| v.value());
-            for event in &changes.events {
-                let stored = StoredEvent { seq: next, ..event.clone() };
-                idx(events.insert(next, encode_event(&stored).as_slice()), ctx)?;
-                logged.push(stored);
+            for event in &mut changes.events {
+                event.seq = next;
+                idx(events.insert(next, encode_event(event).as_slice()), ctx)?;
                 next += 1;
             }
             idx(meta.insert(META_NEXT_EVENT, next), ctx)?;
@@ -882,7 +914,7 @@ impl Store {
             self.set_applied_seq(seq);
         }
         self.count_process_writes(written, created);
-        Ok(logged)
+        Ok(std::mem::take(&mut changes.events))
     }
 
     /// The stored row of a process, by its id.

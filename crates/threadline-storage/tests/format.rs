@@ -84,7 +84,7 @@ async fn write_fixture(dir: &Path) {
     let (store, _) = Store::open(dir, options()).await.unwrap();
     let seqs = store.append_numbered(&[&spans(1)]).unwrap();
     store
-        .apply_processes(&ProcessChanges {
+        .apply_processes(&mut ProcessChanges {
             records: vec![row()],
             events: vec![StoredEvent {
                 seq: 0,

@@ -64,7 +64,7 @@ async fn open(dir: &Path) -> Store {
 
 fn apply(store: &Store, records: Vec<ProcessRecord>, removed: Vec<(TraceId, TraceId)>) {
     store
-        .apply_processes(&ProcessChanges { records, removed, ..ProcessChanges::default() })
+        .apply_processes(&mut ProcessChanges { records, removed, ..ProcessChanges::default() })
         .unwrap();
 }
 
@@ -120,7 +120,7 @@ fn rows_are_found_by_id_trace_and_key_and_follow_their_changes() {
 
         // Keys arrive on their own, also for a process folded away meanwhile (by its trace).
         store
-            .apply_processes(&ProcessChanges {
+            .apply_processes(&mut ProcessChanges {
                 keys: vec![
                     (id(1), "refund.ref".into(), "R-1".into()),
                     (id(2), "cart.id".into(), "c-2".into()),
@@ -255,7 +255,7 @@ fn events_are_logged_in_order_and_read_back_after_a_position() {
             detail: String::new(),
         };
         let logged = store
-            .apply_processes(&ProcessChanges {
+            .apply_processes(&mut ProcessChanges {
                 records: vec![record(1, "checkout", 1)],
                 events: vec![event("started", 1), event("completed", 1)],
                 ..ProcessChanges::default()
@@ -265,7 +265,7 @@ fn events_are_logged_in_order_and_read_back_after_a_position() {
         drop(store);
         let store = open(dir.path()).await;
         let logged = store
-            .apply_processes(&ProcessChanges {
+            .apply_processes(&mut ProcessChanges {
                 events: vec![event("started", 2)],
                 ..ProcessChanges::default()
             })
@@ -291,7 +291,7 @@ fn the_wal_is_kept_until_the_engine_has_applied_it() {
             assert_eq!(seqs.len(), 2);
             // The first batch's effects are in the table; the second's are not yet.
             store
-                .apply_processes(&ProcessChanges {
+                .apply_processes(&mut ProcessChanges {
                     applied_seq: Some(seqs[0]),
                     ..ProcessChanges::default()
                 })
@@ -398,9 +398,12 @@ enum Op {
         joined: bool,
         sku: u8,
     },
+    /// A key found for a process; `with_row`: in the same group as a new version of its
+    /// home's row, which carries no keys (as the engine reports rows).
     AddKey {
         process: usize,
         value: u8,
+        with_row: bool,
     },
     Complete {
         process: usize,
@@ -423,7 +426,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (any::<bool>(), 0..4u8).prop_map(|(joined, sku)| Op::Start { joined, sku }),
-        2 => (any::<usize>(), 0..3u8).prop_map(|(process, value)| Op::AddKey { process, value }),
+        2 => (any::<usize>(), 0..3u8, any::<bool>())
+            .prop_map(|(process, value, with_row)| Op::AddKey { process, value, with_row }),
         1 => any::<usize>().prop_map(|process| Op::Complete { process }),
         1 => (any::<usize>(), 0..30u64).prop_map(|(process, by)| Op::MoveStart { process, by }),
         1 => (any::<usize>(), any::<usize>(), any::<bool>(), proptest::option::of(0..3u8))
@@ -530,15 +534,21 @@ proptest! {
                     model.started.push(id);
                     apply(s, vec![model.record(id, RecordState::Running)], vec![]);
                 }
-                Op::AddKey { process, value } if !model.started.is_empty() => {
+                Op::AddKey { process, value, with_row } if !model.started.is_empty() => {
                     // Also to a process folded away: it reaches its new home by its trace.
                     let id = model.started[process % model.started.len()];
                     let kv = ("cart.id".to_owned(), format!("c-{value}"));
                     model.key_entries += 1;
+                    let mut records = vec![];
                     if let Some(home) = model.home(id) {
+                        if with_row {
+                            let state = model.starts[&home].1;
+                            records.push(ProcessRecord { keys: vec![], ..model.record(home, state) });
+                        }
                         model.rows.get_mut(&home).unwrap().0.insert(kv.clone());
                     }
-                    s.apply_processes(&ProcessChanges {
+                    s.apply_processes(&mut ProcessChanges {
+                        records,
                         keys: vec![(id, kv.0, kv.1)],
                         ..ProcessChanges::default()
                     }).unwrap();
@@ -572,7 +582,7 @@ proptest! {
                         home.0.insert((k.clone(), v.clone()));
                     }
                     let records = if with_row { vec![model.record(into, RecordState::Running)] } else { vec![] };
-                    s.apply_processes(&ProcessChanges {
+                    s.apply_processes(&mut ProcessChanges {
                         records,
                         removed: vec![(from, into)],
                         keys,
@@ -607,7 +617,7 @@ proptest! {
             if s.stats().process_index_runs <= bound {
                 break;
             }
-            s.apply_processes(&ProcessChanges::default()).unwrap();
+            s.apply_processes(&mut ProcessChanges::default()).unwrap();
         }
         let runs = s.stats().process_index_runs;
         prop_assert!(
