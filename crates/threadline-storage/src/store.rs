@@ -141,18 +141,29 @@ pub struct Opened {
 #[derive(Debug, Default)]
 struct Head {
     batches: Vec<Arc<Vec<Span>>>,
-    traces: HashMap<TraceId, Vec<(u32, u32)>>,
+    /// Per trace, its last span in `places`.
+    traces: HashMap<TraceId, u32>,
+    /// Where each span is, as (batch, index in it, the place of the trace's span before it):
+    /// a chain per trace in one list, rather than a list per trace to allocate and grow.
+    places: Vec<(u32, u32, u32)>,
     spans: usize,
     last_seq: u64,
     opened: Option<Instant>,
 }
 
+/// The end of a trace's chain of places.
+const NO_PLACE: u32 = u32::MAX;
+
 impl Head {
     fn insert(&mut self, batch: &Arc<Vec<Span>>, seq: u64) {
         let b = u32::try_from(self.batches.len()).unwrap_or(u32::MAX);
+        self.places.reserve(batch.len());
         for (i, span) in batch.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(u32::MAX);
-            self.traces.entry(span.trace_id).or_default().push((b, i));
+            let place = u32::try_from(self.places.len()).unwrap_or(NO_PLACE);
+            let last = self.traces.entry(span.trace_id).or_insert(NO_PLACE);
+            self.places.push((b, i, *last));
+            *last = place;
         }
         self.spans += batch.len();
         self.batches.push(Arc::clone(batch));
@@ -160,12 +171,13 @@ impl Head {
         self.opened.get_or_insert_with(Instant::now);
     }
 
+    /// The spans of a trace, the last received first.
     fn trace(&self, trace_id: TraceId) -> impl Iterator<Item = &Span> {
-        self.traces
-            .get(&trace_id)
-            .into_iter()
-            .flatten()
-            .map(|&(b, i)| &self.batches[b as usize][i as usize])
+        let last = self.traces.get(&trace_id).copied().unwrap_or(NO_PLACE);
+        std::iter::successors(self.places.get(last as usize), |&&(_, _, before)| {
+            self.places.get(before as usize)
+        })
+        .map(|&(b, i, _)| &self.batches[b as usize][i as usize])
     }
 
     fn all(&self) -> impl Iterator<Item = &Span> {
