@@ -426,8 +426,6 @@ pub struct Engine {
     /// spans carry the same keys, most of them within one drain, and a key found again is
     /// known without copying it.
     found_at: HashMap<(TraceId, u64), usize>,
-    /// Positions of a span's business-key attributes, kept between spans for its memory.
-    key_positions: Vec<usize>,
     /// The resource of the last span seen and its service's name id: spans come in runs from
     /// one resource, whose attributes need not be searched for every span. Held (not just
     /// its address), so it can never be mistaken for a later resource at the same address.
@@ -477,7 +475,6 @@ impl Engine {
             by_trace: HashMap::default(),
             found_keys: Vec::new(),
             found_at: HashMap::default(),
-            key_positions: Vec::new(),
             last_service: None,
             timers: Timers::default(),
             channels: Vec::new(),
@@ -1106,14 +1103,18 @@ impl Engine {
                 id
             }
         };
-        // Found now, copied only when new: most spans repeat their process's keys.
-        let mut key_positions = std::mem::take(&mut self.key_positions);
-        key_positions.clear();
-        for (i, kv) in span.attributes.iter().enumerate() {
-            if matches!(kv.value, AnyValue::String(_) | AnyValue::Int(_))
-                && (keys::is_default_key(&kv.key) || self.key_names.contains(kv.key.as_str()))
-            {
-                key_positions.push(i);
+        // Business keys, copied only when new: most spans repeat their process's keys.
+        if let Some(id) = self.slots[slot as usize].as_ref().map(|p| p.id) {
+            for kv in &span.attributes {
+                if !keys::is_default_key(&kv.key) && !self.key_names.contains(kv.key.as_str()) {
+                    continue;
+                }
+                let value = match &kv.value {
+                    AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                    AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
+                    _ => continue,
+                };
+                self.found_key(id, &kv.key, value);
             }
         }
         let producer = match role {
@@ -1317,18 +1318,6 @@ impl Engine {
             }
         }
 
-        let Some(p) = self.slots[slot as usize].as_ref() else { return };
-        let id = p.id;
-        for &i in &key_positions {
-            let kv = &span.attributes[i];
-            let value = match &kv.value {
-                AnyValue::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
-                AnyValue::Int(i) => std::borrow::Cow::Owned(i.to_string()),
-                _ => continue,
-            };
-            self.found_key(id, &kv.key, value);
-        }
-        self.key_positions = key_positions;
         if reopened {
             self.emit(slot, EventKind::Reopened, now, String::new());
         }

@@ -779,21 +779,14 @@ fn join_keys(changes: &mut ProcessChanges, home: impl Fn(TraceId) -> TraceId) {
     }
     let rows: HashMap<TraceId, usize> =
         changes.records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-    let mut joined = Vec::new();
+    let mut joined: HashMap<usize, Additions> = HashMap::new();
     changes.keys.retain_mut(|(id, key, value)| {
         let Some(&i) = rows.get(&home(*id)) else { return true };
-        let record = &mut changes.records[i];
-        if !record.keys.iter().any(|(k, v)| k == key && v == value) {
-            record.keys.push((std::mem::take(key), std::mem::take(value)));
-            joined.push(i);
-        }
+        joined.entry(i).or_default().keys.push((std::mem::take(key), std::mem::take(value)));
         false
     });
-    joined.sort_unstable();
-    joined.dedup();
-    for i in joined {
-        // Sorted, as every stored row's keys are.
-        changes.records[i].keys.sort_unstable();
+    for (i, more) in joined {
+        more.apply(&mut changes.records[i]);
     }
 }
 
