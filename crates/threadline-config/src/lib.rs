@@ -269,7 +269,8 @@ pub struct Engine {
     pub max_in_flight: usize,
     /// How long a finished process stays in memory, so that late spans reopen it.
     pub retain_finished_secs: u64,
-    /// Engine shards, each a thread owning the processes routed to it; 0: one per core.
+    /// Engine shards, each a thread owning the processes routed to it; 0: one per four cores,
+    /// at least one.
     pub shards: usize,
 }
 

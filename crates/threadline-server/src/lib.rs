@@ -140,7 +140,9 @@ impl Server {
         let queue_monitor = queue.monitor();
         let receivers = Receivers::new(limits, queue, Arc::clone(&stats));
         let shards = match config.engine.shards {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            0 => default_shards(
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            ),
             n => n,
         };
         let recovery_mark = (!opened.replayed.is_empty() || !resumable.is_empty())
@@ -521,6 +523,18 @@ async fn compact_periodically(store: Arc<Store>, stop: CancellationToken) {
 }
 
 /// The engine's settings from the `[engine]` section of the config.
+/// Cores per engine shard by default. A shard's engine takes a span in about a fifth of the
+/// CPU time the rest of the server spends on it (decoding, WAL, blocks, process table), so one
+/// shard keeps up with four cores' worth of ingest; a second shard on fewer cores only adds
+/// routing between shards and wakeups (`docs/benchmarks.md`: 7-12% more spans per CPU-second
+/// with one shard than two on two cores).
+const CORES_PER_SHARD: usize = 4;
+
+/// Engine shards for `[engine] shards = 0`: one per [`CORES_PER_SHARD`] cores, at least one.
+fn default_shards(cores: usize) -> usize {
+    cores.div_ceil(CORES_PER_SHARD).max(1)
+}
+
 fn engine_config(engine: &threadline_config::Engine) -> threadline_engine::config::EngineConfig {
     use threadline_engine::config::{EngineConfig, MILLISECOND, SECOND, TypePolicy};
     EngineConfig {
@@ -650,5 +664,14 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!(signal = "SIGINT", "received signal"),
         _ = terminate.recv() => tracing::info!(signal = "SIGTERM", "received signal"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_engine_shard_per_four_cores_and_never_none() {
+        let shards: Vec<usize> = [0, 1, 2, 4, 5, 8, 9, 64].map(super::default_shards).to_vec();
+        assert_eq!(shards, [1, 1, 1, 1, 2, 2, 3, 16]);
     }
 }

@@ -32,10 +32,11 @@ fn start(home: &Path) -> TestServer {
         env!("CARGO_BIN_EXE_threadline").as_ref(),
         Options {
             // Small and frequent blocks, so kills land before, during and after block writes.
-            // The generated spans start in 2023: retention must not take them.
+            // The generated spans start in 2023: retention must not take them. Two engine
+            // shards, so recovery hands processes to more than one, whatever the machine.
             config: Some(
                 "version = 1\n[storage]\nflush_spans = 2000\nflush_interval_secs = 1\n\
-                 retention_hours = 1000000\n"
+                 retention_hours = 1000000\n[engine]\nshards = 2\n"
                     .into(),
             ),
             home: Some(home.to_owned()),

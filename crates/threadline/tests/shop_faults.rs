@@ -50,6 +50,9 @@ async fn threadline_finds_exactly_the_faults_injected() {
         env!("CARGO_BIN_EXE_threadline").as_ref(),
         Options {
             args: vec!["--specs".into(), specs.to_str().unwrap().into()],
+            // Two engine shards whatever the machine: batch consumers and links then cross
+            // shards, as they do on larger machines.
+            config: Some("version = 1\n[engine]\nshards = 2\n".into()),
             ..Options::default()
         },
     )
