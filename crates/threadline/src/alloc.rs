@@ -8,6 +8,12 @@
 //! than a block takes to fill), freed pages are reused instead; memory still goes back to the
 //! system once the load stops.
 //!
+//! C code (zstd, which the Parquet writer calls for every column of every row group) allocates
+//! through glibc's malloc instead. Its compression contexts (a few MiB each) were above
+//! glibc's mmap threshold, so each was a fresh mapping, faulted in page by page and unmapped
+//! again: about a third of the server's page faults under load. Such sizes now come from the
+//! heap and stay there for the next row group (`docs/benchmarks.md`).
+//!
 //! Transparent huge pages are off for the process: mimalloc asks for them on its arenas, and
 //! each first touch of a 2 MiB range then faulted in and zeroed all of it at once. Measured
 //! at a fixed offered rate: 10-14% more spans per CPU-second, a third less kernel time, a
@@ -31,8 +37,35 @@ const PURGE_DELAY_MS: std::ffi::c_long = 5_000;
 /// process's huge pages are left to it.
 const ALLOW_THP_ENV: &str = "MIMALLOC_ALLOW_THP";
 
+/// glibc's malloc: allocations up to this size come from the heap rather than a mapping of
+/// their own (its largest allowed value).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: std::ffi::c_int = 32 << 20;
+/// glibc's malloc: free memory at the top of the heap is given back past this size only.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_THRESHOLD: std::ffi::c_int = 256 << 20;
+
+/// Whether the environment sets glibc's malloc thresholds itself; then they are left to it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn glibc_malloc_set_by_environment() -> bool {
+    ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+        || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."))
+}
+
 /// Sets the allocator's options; call first thing in `main`, before any thread starts.
 pub fn tune() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if !glibc_malloc_set_by_environment() {
+        // SAFETY: mallopt takes plain integers and only stores them; a value it refuses
+        // leaves the default.
+        #[allow(unsafe_code, reason = "glibc's malloc options are only reachable through FFI")]
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+        }
+    }
     if std::env::var_os(ALLOW_THP_ENV).is_none() {
         // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only a flag of this
         // process; an error (a kernel without it) leaves huge pages as they were.
@@ -99,6 +132,28 @@ mod tests {
         if std::env::var_os(ALLOW_THP_ENV).is_none() {
             assert_eq!(disabled, 1, "huge pages are still on");
         }
+    }
+
+    /// After `tune`, a C allocation of a zstd context's size comes from the heap, not from a
+    /// mapping of its own.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn tune_keeps_c_allocations_of_a_few_mib_on_the_heap() {
+        if glibc_malloc_set_by_environment() {
+            return;
+        }
+        tune();
+        // SAFETY: mallinfo2 only reads malloc's counters; the block is freed right after.
+        #[allow(unsafe_code, reason = "glibc's malloc is only reachable through FFI")]
+        let (before, during) = unsafe {
+            let before = libc::mallinfo2().hblks;
+            let block = libc::malloc(16 << 20);
+            assert!(!block.is_null());
+            let during = libc::mallinfo2().hblks;
+            libc::free(block);
+            (before, during)
+        };
+        assert_eq!(during, before, "a 16 MiB allocation got a mapping of its own");
     }
 
     #[test]
