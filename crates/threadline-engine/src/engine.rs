@@ -434,6 +434,8 @@ pub struct Engine {
     channels: Vec<ChannelState>,
     channel_ids: HashMap<(u32, u32), u32>,
     strings: Interner,
+    /// Reused to spell a type named after its root span (`service: operation`).
+    type_name: String,
     events: Vec<Event>,
     stats: Stats,
     /// Finished processes in order of finishing (slot, generation, finish time): the eviction
@@ -480,6 +482,7 @@ impl Engine {
             channels: Vec::new(),
             channel_ids: HashMap::default(),
             strings,
+            type_name: String::new(),
             events: Vec::new(),
             stats: Stats::default(),
             finished: std::collections::VecDeque::new(),
@@ -1257,8 +1260,11 @@ impl Engine {
                         p.set(SPEC_TYPE);
                     } else {
                         // Named after its root's service and operation, made only when used.
-                        p.type_id =
-                            self.strings.intern(&format!("{}: {}", span.service_name(), span.name));
+                        self.type_name.clear();
+                        self.type_name.push_str(span.service_name());
+                        self.type_name.push_str(": ");
+                        self.type_name.push_str(&span.name);
+                        p.type_id = self.strings.intern(&self.type_name);
                     }
                 }
                 if p.has(PROVISIONAL) {
