@@ -28,7 +28,7 @@ pub fn value() -> impl Strategy<Value = AnyValue> {
     leaf.prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..4).prop_map(AnyValue::Array),
-            proptest::collection::vec(("[a-z.]{1,8}", inner), 0..4).prop_map(|kvs| {
+            proptest::collection::vec((key(), inner), 0..4).prop_map(|kvs| {
                 AnyValue::KvList(
                     kvs.into_iter()
                         .map(|(key, value)| KeyValue { key: key.into(), value })
@@ -39,8 +39,16 @@ pub fn value() -> impl Strategy<Value = AnyValue> {
     })
 }
 
+/// An attribute key: often one of a few that recur across spans, as real keys do.
+pub fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,12}",
+        prop::sample::select(&["order.id", "http.method", "", "k"][..]).prop_map(str::to_owned),
+    ]
+}
+
 pub fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
-    proptest::collection::vec(("\\PC{0,12}", value()), 0..5).prop_map(|kvs| {
+    proptest::collection::vec((key(), value()), 0..5).prop_map(|kvs| {
         kvs.into_iter().map(|(key, value)| KeyValue { key: key.into(), value }).collect()
     })
 }
