@@ -20,7 +20,6 @@
 //! key-value lists), in the order first met; spans of one service repeat the same keys, which
 //! were about two fifths of a batch's bytes. Version 1 (every key written out) is still read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use threadline_core::id::{SpanId, TraceId};
@@ -64,7 +63,7 @@ fn encode_batch_as(spans: &[Span], out: &mut Vec<u8>, version: u8) {
         let s = intern(&mut scopes, &span.scope);
         indexes.push((r, s));
     }
-    let mut w = Writer { out, keys: (version >= 2).then(HashMap::default) };
+    let mut w = Writer { out, keys: (version >= 2).then(KeyTable::new) };
     put_len(w.out, resources.len());
     for resource in &resources {
         w.attributes(&resource.attributes);
@@ -90,8 +89,57 @@ fn encode_batch_as(spans: &[Span], out: &mut Vec<u8>, version: u8) {
 /// Writes one batch; from version 2 with its table of attribute keys.
 struct Writer<'o, 'k> {
     out: &'o mut Vec<u8>,
-    /// Each key written so far, by its number in the batch (from 1); `None` in version 1.
-    keys: Option<HashMap<&'k str, u32, foldhash::fast::FixedState>>,
+    /// Keys written so far and their numbers; `None` in version 1.
+    keys: Option<KeyTable<'k>>,
+}
+
+/// Slots of [`KeyTable`]; a power of two.
+const KEY_SLOTS: usize = 256;
+
+/// The keys a batch has written, by number (from 1), in a direct-mapped table: a key is
+/// looked up in the one slot its hash picks. A key whose slot another key took since is
+/// written out again as new and takes the next number; the reader numbers it the same way, so
+/// a collision costs bytes, never correctness. Cheaper than a hash map for the ten or so keys
+/// of every span.
+struct KeyTable<'k> {
+    slots: Vec<Option<(&'k str, u32)>>,
+    /// Keys written out so far.
+    written: u32,
+}
+
+impl<'k> KeyTable<'k> {
+    fn new() -> Self {
+        Self { slots: vec![None; KEY_SLOTS], written: 0 }
+    }
+
+    /// The slot of `key`: a hash of its length and its first and last eight bytes.
+    fn slot(key: &str) -> usize {
+        let bytes = key.as_bytes();
+        let word = |part: &[u8]| {
+            let mut buf = [0u8; 8];
+            buf[..part.len()].copy_from_slice(part);
+            u64::from_le_bytes(buf)
+        };
+        let head = word(&bytes[..bytes.len().min(8)]);
+        let tail = word(&bytes[bytes.len().saturating_sub(8)..]);
+        let mixed =
+            (head ^ tail.rotate_left(29) ^ bytes.len() as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // The top bits of the product depend on every input bit; they fit any usize.
+        usize::try_from(mixed >> (64 - KEY_SLOTS.trailing_zeros())).unwrap_or(0)
+    }
+
+    /// The number of `key` if written already, or `None` after numbering it as written now.
+    fn find_or_add(&mut self, key: &'k str) -> Option<u32> {
+        let slot = &mut self.slots[Self::slot(key)];
+        if let Some((known, number)) = *slot
+            && known == key
+        {
+            return Some(number);
+        }
+        self.written += 1;
+        *slot = Some((key, self.written));
+        None
+    }
 }
 
 impl<'k> Writer<'_, 'k> {
@@ -154,13 +202,9 @@ impl<'k> Writer<'_, 'k> {
             put_str(self.out, key);
             return;
         };
-        let next = u32::try_from(keys.len() + 1).unwrap_or(u32::MAX);
-        match keys.entry(key) {
-            std::collections::hash_map::Entry::Occupied(known) => {
-                put_u64(self.out, (*known.get()).into());
-            }
-            std::collections::hash_map::Entry::Vacant(new) => {
-                new.insert(next);
+        match keys.find_or_add(key) {
+            Some(number) => put_u64(self.out, number.into()),
+            None => {
                 self.out.push(0);
                 put_str(self.out, key);
             }

@@ -98,6 +98,29 @@ fn each_attribute_key_is_written_once_per_batch() {
     assert_eq!(decode_batch(&bytes).unwrap(), spans);
 }
 
+/// More distinct keys than the encoder's table has slots, met again in another order: keys
+/// that lost their slot are written out again, and the batch still reads back whole.
+#[test]
+fn a_batch_with_thousands_of_distinct_keys_round_trips() {
+    use threadline_core::value::{AnyValue, KeyValue};
+    let spans: Vec<_> = threadline_testsuite::generate::core_spans(60)
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut span)| {
+            span.attributes = (0..50)
+                .map(|j| KeyValue {
+                    key: format!("key.{}", (i * 37 + j * 11) % 3000).into(),
+                    value: AnyValue::Int(i64::try_from(j).unwrap()),
+                })
+                .collect();
+            span
+        })
+        .collect();
+    let mut bytes = Vec::new();
+    encode_batch(&spans, &mut bytes);
+    assert_eq!(decode_batch(&bytes).unwrap(), spans);
+}
+
 #[test]
 fn an_unknown_batch_version_is_named() {
     assert_eq!(decode_batch(&[9, 0, 0, 0]).unwrap_err(), DecodeError::Version(9));
