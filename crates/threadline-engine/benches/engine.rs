@@ -139,6 +139,34 @@ fn main() {
         engine_rate / baseline
     );
 
+    // One long process (a catalog import): LONG spans of one trace, each a child of the
+    // root, which arrives last. Its cost per span must not grow with the spans before it.
+    const LONG: u64 = 50_000;
+    let long: Vec<Span> = (2..=LONG + 1)
+        .map(|k| span(1, k, "catalog", "import item").parent(1).build())
+        .chain(std::iter::once(
+            span(1, 1, "catalog", "POST /import").kind(SpanKind::Server).build(),
+        ))
+        .collect();
+    let mut long_rates = Vec::new();
+    for _ in 0..3 {
+        let mut engine = engine();
+        let start = Instant::now();
+        for (i, span) in long.iter().enumerate() {
+            engine.ingest(span, T0 + (i as u64 / 100) * MILLISECOND);
+        }
+        long_rates.push(rate(long.len(), start));
+        engine.advance(T0 + 3_600_000 * MILLISECOND);
+        let completed =
+            engine.drain_events().iter().filter(|e| e.kind.as_str() == "completed").count();
+        assert_eq!(completed, 1, "the long process completes");
+    }
+    let long_rate = median(&mut long_rates);
+    println!(
+        "engine, one process of {LONG} spans     {long_rate:>12.0} spans/s  ({:.2}x the mix)",
+        long_rate / engine_rate
+    );
+
     // Memory per in-flight process: checkouts whose message is never consumed stay running.
     for with_keys in [true, false] {
         let in_flight: Vec<Span> = (1..=PROCESSES)

@@ -28,6 +28,9 @@ use threadline_config::spec::{ProcessSpec, Recognize};
 /// Most span fingerprints kept per process; past it the process is marked truncated and
 /// completes by quiescence.
 const MAX_SPANS_TRACKED: usize = 100_000;
+/// Entries the index of business keys found keeps room for between drains: the keys of a
+/// drain interval under heavy load, not of every process a burst touched.
+const FOUND_AT_KEPT: usize = 4096;
 
 /// Strings interned to small ids (services, operations, groups, channels, types, keys).
 #[derive(Debug, Default)]
@@ -596,6 +599,9 @@ impl Engine {
             removed: std::mem::take(&mut self.removed),
             keys: {
                 self.found_at.clear();
+                // A burst of keys between two drains (or one long drain interval) leaves no
+                // index the size of the burst behind.
+                self.found_at.shrink_to(FOUND_AT_KEPT);
                 std::mem::take(&mut self.found_keys)
             },
         }
@@ -1236,8 +1242,7 @@ impl Engine {
         let me = fingerprint(span.span_id);
         if p.seen.len() >= MAX_SPANS_TRACKED {
             p.set(TRUNCATED);
-        } else if !p.seen.contains(&me) {
-            p.seen.push(me);
+        } else if p.seen.insert(me) {
             p.dangling.retain(|d| *d != me);
             if p.dangling.is_empty() {
                 // Most processes resolve every parent: give the memory back.
@@ -1248,7 +1253,7 @@ impl Engine {
         match span.parent_span_id {
             Some(parent) => {
                 let parent = fingerprint(parent);
-                if !p.seen.contains(&parent) && !p.dangling.contains(&parent) {
+                if !p.seen.contains(parent) && !p.dangling.contains(&parent) {
                     p.dangling.push(parent);
                 }
             }

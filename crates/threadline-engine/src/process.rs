@@ -17,6 +17,110 @@ pub const SPEC_TYPE: u8 = 1 << 6;
 /// Changed since the last [`crate::engine::Engine::drain_changes`].
 pub const DIRTY: u8 = 1 << 7;
 
+/// The fingerprints of the spans a process has seen, in one thin allocation: a list while
+/// short (most processes); past [`SpanSet::FEW`] an open-addressed hash table whose first
+/// slot holds the count, so a process of many thousand spans costs each span a probe, not a
+/// scan of every span before it. Fingerprints are never 0 ([`fingerprint`]): 0 is a free slot.
+#[derive(Debug, Clone, Default)]
+pub struct SpanSet(ThinVec<u32>);
+
+impl SpanSet {
+    /// Fingerprints kept in a list at most.
+    const FEW: usize = 32;
+    /// Slots of the first table: more than `FEW`, so the length tells a table from a list.
+    const FIRST_SLOTS: usize = 128;
+
+    fn is_table(&self) -> bool {
+        self.0.len() > Self::FEW
+    }
+
+    pub fn len(&self) -> usize {
+        if self.is_table() { self.0[0] as usize } else { self.0.len() }
+    }
+
+    pub fn contains(&self, fingerprint: u32) -> bool {
+        if !self.is_table() {
+            return self.0.contains(&fingerprint);
+        }
+        let slots = &self.0[1..];
+        let mask = slots.len() - 1;
+        let mut i = slot_of(fingerprint, mask);
+        loop {
+            match slots[i] {
+                0 => return false,
+                f if f == fingerprint => return true,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    /// Adds `fingerprint`; false if it was there already.
+    pub fn insert(&mut self, fingerprint: u32) -> bool {
+        debug_assert_ne!(fingerprint, 0, "0 marks a free slot");
+        if !self.is_table() {
+            if self.0.contains(&fingerprint) {
+                return false;
+            }
+            if self.0.len() < Self::FEW {
+                self.0.push(fingerprint);
+                return true;
+            }
+            self.rebuild(Self::FIRST_SLOTS);
+        } else if self.contains(fingerprint) {
+            return false;
+        } else if (self.len() + 1) * 4 > (self.0.len() - 1) * 3 {
+            self.rebuild((self.0.len() - 1) * 2);
+        }
+        self.place(fingerprint);
+        true
+    }
+
+    /// Every fingerprint, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let all = if self.is_table() { &self.0[1..] } else { &self.0[..] };
+        all.iter().copied().filter(|f| *f != 0)
+    }
+
+    /// Adds every fingerprint of `other`.
+    pub fn extend(&mut self, other: &SpanSet) {
+        for f in other.iter() {
+            self.insert(f);
+        }
+    }
+
+    /// Moves every fingerprint into a table of `slots` free slots (a power of two).
+    fn rebuild(&mut self, slots: usize) {
+        let old = std::mem::take(&mut self.0);
+        let mut table = ThinVec::with_capacity(slots + 1);
+        table.resize(slots + 1, 0);
+        self.0 = table;
+        for f in SpanSet(old).iter() {
+            self.place(f);
+        }
+    }
+
+    /// Puts a fingerprint known to be absent into the table, which has a free slot.
+    fn place(&mut self, fingerprint: u32) {
+        let slots = &mut self.0[1..];
+        let mask = slots.len() - 1;
+        let mut i = slot_of(fingerprint, mask);
+        while slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        slots[i] = fingerprint;
+        self.0[0] += 1;
+    }
+}
+
+/// A fingerprint's home slot: the high half of a multiplicative hash, as span ids made by
+/// counting leave a fingerprint's low bits alike.
+fn slot_of(fingerprint: u32, mask: usize) -> usize {
+    let spread = u64::from(fingerprint).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    #[allow(clippy::cast_possible_truncation, reason = "masked to the table's size")]
+    let slot = spread as usize & mask;
+    slot
+}
+
 /// How often a step of some spec happened in a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSeen {
@@ -130,7 +234,7 @@ pub struct Process {
     pub state: State,
     pub flags: u8,
     pub mode: Option<Mode>,
-    pub seen: ThinVec<u32>,
+    pub seen: SpanSet,
     /// Parents referenced by spans seen but not seen themselves.
     pub dangling: ThinVec<u32>,
     pub pending: ThinVec<Pending>,
@@ -153,7 +257,7 @@ impl Process {
             state: State::Running,
             flags: PROVISIONAL,
             mode: None,
-            seen: ThinVec::new(),
+            seen: SpanSet::default(),
             dangling: ThinVec::new(),
             pending: ThinVec::new(),
             extra: None,
@@ -308,13 +412,13 @@ impl Process {
         self.last_activity = self.last_activity.max(last_activity);
         self.spans += spans;
         self.error_spans += error_spans;
-        self.dangling.retain(|d| !seen.contains(d));
+        self.dangling.retain(|d| !seen.contains(*d));
         for d in dangling {
-            if !self.seen.contains(&d) && !self.dangling.contains(&d) {
+            if !self.seen.contains(d) && !self.dangling.contains(&d) {
                 self.dangling.push(d);
             }
         }
-        self.seen.extend(seen);
+        self.seen.extend(&seen);
         self.pending.extend(pending);
         // Consumptions recorded on either side before their producer joined.
         let mut early = std::mem::take(&mut self.extra_mut().consumed);
@@ -330,5 +434,49 @@ pub fn fingerprint(id: SpanId) -> u32 {
     let b = id.as_bytes();
     let high = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let low = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-    high ^ low.rotate_left(16)
+    // Never 0: a free slot in a [`SpanSet`].
+    (high ^ low.rotate_left(16)).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::SpanSet;
+
+    proptest! {
+        /// A span set holds exactly what went in, as a list and past it as a table, also
+        /// for fingerprints alike in their low bits (span ids made by counting).
+        #[test]
+        fn a_span_set_is_a_set(
+            inserts in prop::collection::vec(
+                prop_oneof![1u32..200, (1u32..5000).prop_map(|n| n << 16), 1u32..],
+                0..3000,
+            ),
+            merged in prop::collection::vec(1u32..400, 0..100),
+        ) {
+            let mut set = SpanSet::default();
+            let mut model = BTreeSet::new();
+            for f in &inserts {
+                prop_assert_eq!(set.insert(*f), model.insert(*f));
+                prop_assert_eq!(set.len(), model.len());
+            }
+            let mut other = SpanSet::default();
+            for f in &merged {
+                other.insert(*f);
+                model.insert(*f);
+            }
+            set.extend(&other);
+            prop_assert_eq!(set.len(), model.len());
+            prop_assert_eq!(set.iter().collect::<BTreeSet<u32>>(), model.clone());
+            for f in inserts.iter().chain(&merged) {
+                prop_assert!(set.contains(*f));
+            }
+            for f in 1u32..500 {
+                prop_assert_eq!(set.contains(f), model.contains(&f));
+            }
+        }
+    }
 }

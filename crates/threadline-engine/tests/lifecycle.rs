@@ -192,6 +192,33 @@ fn out_of_order_arrival_consumer_before_producer_and_children_before_root() {
 }
 
 #[test]
+fn a_process_of_many_spans_waits_for_every_missing_parent() {
+    let mut sim = Sim::new();
+    // 200 leaves arrive first, each under its own step span, then the 200 steps under the
+    // root, the root last: far more spans than a short process holds.
+    let leaves: Vec<Span> =
+        (0..200).map(|i| span(1, 1000 + i, "worker", "leaf").parent(500 + i).build()).collect();
+    sim.arrive(0.1, &leaves);
+    sim.advance(1.0);
+    assert_eq!(
+        sim.process(1).waiting_for,
+        vec![Waiting::MissingParent { count: 200 }, Waiting::Root]
+    );
+    let steps: Vec<Span> =
+        (0..200).map(|i| span(1, 500 + i, "worker", "step").parent(1).build()).collect();
+    sim.arrive(1.5, &steps);
+    sim.arrive(1.6, &leaves[..10]);
+    sim.advance(2.0);
+    let process = sim.process(1);
+    assert_eq!(process.waiting_for, vec![Waiting::MissingParent { count: 1 }, Waiting::Root]);
+    sim.arrive(2.5, &[checkout_root(1)]);
+    sim.advance(10.0);
+    sim.check(expect![[r#"
+        2.100s started #1 [unknown]
+        2.520s completed #1 [frontend: POST /checkout] structural"#]]);
+}
+
+#[test]
 fn a_late_span_reopens_a_completed_process() {
     let mut sim = Sim::new();
     sim.arrive(0.2, &[checkout_root(1)]);
