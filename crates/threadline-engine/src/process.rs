@@ -66,13 +66,10 @@ impl SpanSet {
                 return true;
             }
             self.rebuild(Self::FIRST_SLOTS);
-        } else if self.contains(fingerprint) {
-            return false;
         } else if (self.len() + 1) * 4 > (self.0.len() - 1) * 3 {
             self.rebuild((self.0.len() - 1) * 2);
         }
-        self.place(fingerprint);
-        true
+        self.place(fingerprint)
     }
 
     /// Every fingerprint, in no particular order.
@@ -99,16 +96,21 @@ impl SpanSet {
         }
     }
 
-    /// Puts a fingerprint known to be absent into the table, which has a free slot.
-    fn place(&mut self, fingerprint: u32) {
+    /// Puts a fingerprint into the table, which has a free slot; false if it was there.
+    fn place(&mut self, fingerprint: u32) -> bool {
         let slots = &mut self.0[1..];
         let mask = slots.len() - 1;
         let mut i = slot_of(fingerprint, mask);
-        while slots[i] != 0 {
-            i = (i + 1) & mask;
+        loop {
+            match slots[i] {
+                0 => break,
+                f if f == fingerprint => return false,
+                _ => i = (i + 1) & mask,
+            }
         }
         slots[i] = fingerprint;
         self.0[0] += 1;
+        true
     }
 }
 

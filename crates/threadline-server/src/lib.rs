@@ -522,7 +522,6 @@ async fn compact_periodically(store: Arc<Store>, stop: CancellationToken) {
     }
 }
 
-/// The engine's settings from the `[engine]` section of the config.
 /// Cores per engine shard by default. A shard's engine takes a span in about a fifth of the
 /// CPU time the rest of the server spends on it (decoding, WAL, blocks, process table), so one
 /// shard keeps up with four cores' worth of ingest; a second shard on fewer cores only adds
@@ -535,6 +534,7 @@ fn default_shards(cores: usize) -> usize {
     cores.div_ceil(CORES_PER_SHARD).max(1)
 }
 
+/// The engine's settings from the `[engine]` section of the config.
 fn engine_config(engine: &threadline_config::Engine) -> threadline_engine::config::EngineConfig {
     use threadline_engine::config::{EngineConfig, MILLISECOND, SECOND, TypePolicy};
     EngineConfig {

@@ -212,23 +212,46 @@ impl<'k> Writer<'_, 'k> {
     }
 
     fn value(&mut self, value: &'k AnyValue) {
+        let out = &mut *self.out;
         match value {
+            AnyValue::String(s) => {
+                out.push(0);
+                put_str(out, s);
+            }
+            AnyValue::Bool(b) => {
+                out.push(1);
+                out.push(u8::from(*b));
+            }
+            AnyValue::Int(i) => {
+                out.push(2);
+                put_u64(out, zigzag(*i));
+            }
+            AnyValue::Double(d) => {
+                out.push(3);
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            AnyValue::Bytes(b) => {
+                out.push(4);
+                put_len(out, b.len());
+                out.extend_from_slice(b);
+            }
             AnyValue::Array(values) => {
-                self.out.push(5);
-                put_len(self.out, values.len());
+                out.push(5);
+                put_len(out, values.len());
                 for v in values {
                     self.value(v);
                 }
             }
             AnyValue::KvList(kvs) => {
-                self.out.push(6);
+                out.push(6);
                 self.attributes(kvs);
             }
-            other => put_value(self.out, other),
+            AnyValue::Empty => out.push(7),
         }
     }
 }
 
+/// Index of `item` in `seen`, by pointer first (the common case) and then by value.
 fn intern<'a, T: PartialEq>(seen: &mut Vec<&'a Arc<T>>, item: &'a Arc<T>) -> usize {
     if let Some(i) = seen.iter().rposition(|s| Arc::ptr_eq(s, item) || ***s == **item) {
         return i;
@@ -245,52 +268,6 @@ fn kind_tag(kind: SpanKind) -> u8 {
         SpanKind::Client => 3,
         SpanKind::Producer => 4,
         SpanKind::Consumer => 5,
-    }
-}
-
-fn put_attributes(out: &mut Vec<u8>, attributes: &[KeyValue]) {
-    put_len(out, attributes.len());
-    for kv in attributes {
-        put_str(out, &kv.key);
-        put_value(out, &kv.value);
-    }
-}
-
-fn put_value(out: &mut Vec<u8>, value: &AnyValue) {
-    match value {
-        AnyValue::String(s) => {
-            out.push(0);
-            put_str(out, s);
-        }
-        AnyValue::Bool(b) => {
-            out.push(1);
-            out.push(u8::from(*b));
-        }
-        AnyValue::Int(i) => {
-            out.push(2);
-            put_u64(out, zigzag(*i));
-        }
-        AnyValue::Double(d) => {
-            out.push(3);
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        AnyValue::Bytes(b) => {
-            out.push(4);
-            put_len(out, b.len());
-            out.extend_from_slice(b);
-        }
-        AnyValue::Array(values) => {
-            out.push(5);
-            put_len(out, values.len());
-            for v in values {
-                put_value(out, v);
-            }
-        }
-        AnyValue::KvList(kvs) => {
-            out.push(6);
-            put_attributes(out, kvs);
-        }
-        AnyValue::Empty => out.push(7),
     }
 }
 
@@ -323,7 +300,8 @@ pub(crate) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
 /// Encodes one attribute value (the `value` production above) onto the end of `out`: how span
 /// blocks keep array and key-value list attributes losslessly.
 pub fn encode_value(value: &AnyValue, out: &mut Vec<u8>) {
-    put_value(out, value);
+    // Keys of nested key-value lists written out, as in version 1: a value stands alone.
+    Writer { out, keys: None }.value(value);
 }
 
 /// Decodes one value written by [`encode_value`]; trailing bytes are an error.
