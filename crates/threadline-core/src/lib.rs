@@ -5,6 +5,7 @@
 //! `threadline-proto`, API shapes in `threadline-api-types`.
 
 pub mod error;
+pub mod hash;
 pub mod id;
 pub mod span;
 pub mod value;

@@ -11,7 +11,6 @@ use threadline_core::value::AnyValue;
 
 use crate::config::{EngineConfig, TypePolicy};
 use crate::event::{Event, EventKind};
-use crate::hash::{HashMap, HashSet};
 use crate::keys;
 use crate::messaging::{self, Role};
 use crate::process::{
@@ -24,6 +23,7 @@ use crate::slab::Slab;
 use crate::stats::Stats;
 use crate::timers::Timers;
 use threadline_config::spec::{ProcessSpec, Recognize};
+use threadline_core::hash::{HashMap, HashSet};
 
 /// Most span fingerprints kept per process; past it the process is marked truncated and
 /// completes by quiescence.

@@ -90,7 +90,7 @@ const SEMCONV_NAMESPACES: &[&str] = &[
 
 /// [`SEMCONV_NAMESPACES`] as a set: every attribute of every span is asked about, and a
 /// lookup by hash costs one comparison where a binary search costs seven.
-static NAMESPACES: std::sync::LazyLock<crate::hash::HashSet<&'static str>> =
+static NAMESPACES: std::sync::LazyLock<threadline_core::hash::HashSet<&'static str>> =
     std::sync::LazyLock::new(|| SEMCONV_NAMESPACES.iter().copied().collect());
 
 /// Whether an attribute is a business key under the default rule.

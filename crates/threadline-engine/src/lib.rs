@@ -14,7 +14,6 @@ pub mod config;
 pub mod critical_path;
 pub mod engine;
 pub mod event;
-mod hash;
 pub mod keys;
 pub mod messaging;
 mod process;

@@ -11,8 +11,8 @@ use threadline_core::span::Span;
 use crate::config::EngineConfig;
 use crate::engine::{Engine, RemoteConsume};
 use crate::event::Event;
-use crate::hash::HashMap;
 use crate::messaging::{self, Role};
+use threadline_core::hash::HashMap;
 
 /// Traces pinned to a shard other than their hash's, at most; the oldest pins are forgotten
 /// past it (a forgotten trace routes by hash again, which only matters for its late spans).

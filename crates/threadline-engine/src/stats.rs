@@ -3,7 +3,7 @@
 //! errors, durations), and per channel and consumer group (messages, consumptions, time
 //! waited in the channel). Durations are mergeable sketches, so shards combine exactly.
 
-use crate::hash::HashMap;
+use threadline_core::hash::HashMap;
 
 use crate::sketch::Sketch;
 

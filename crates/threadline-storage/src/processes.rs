@@ -13,8 +13,8 @@
 //! after a crash the engine can be rebuilt from the rows and only transitions the rows lack
 //! are announced again.
 
-use std::collections::HashMap;
 use std::ops::Bound;
+use threadline_core::hash::HashMap;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use threadline_core::id::TraceId;
@@ -779,7 +779,7 @@ fn join_keys(changes: &mut ProcessChanges, home: impl Fn(TraceId) -> TraceId) {
     }
     let rows: HashMap<TraceId, usize> =
         changes.records.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
-    let mut joined: HashMap<usize, Additions> = HashMap::new();
+    let mut joined: HashMap<usize, Additions> = HashMap::default();
     changes.keys.retain_mut(|(id, key, value)| {
         let Some(&i) = rows.get(&home(*id)) else { return true };
         joined.entry(i).or_default().keys.push((std::mem::take(key), std::mem::take(value)));
@@ -841,7 +841,7 @@ impl Store {
             let mut meta = idx(tx.open_table(crate::store::META), ctx)?;
             // Keys and traces to add, per process: keys found, and the keys and traces of
             // processes folded into it.
-            let mut added: HashMap<TraceId, Additions> = HashMap::new();
+            let mut added: HashMap<TraceId, Additions> = HashMap::default();
             for (from, into) in &changes.removed {
                 if let Some(old) = tables.remove_row(*from)? {
                     let to = added.entry(*into).or_default();

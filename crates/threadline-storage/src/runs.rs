@@ -493,7 +493,7 @@ impl RunSession<'_> {
 /// (lookups may see an entry twice anyway) and written once.
 #[derive(Debug, Default)]
 struct Memory {
-    by_key: HashMap<Box<[u8]>, Vec<u8>>,
+    by_key: threadline_core::hash::HashMap<Box<[u8]>, Vec<u8>>,
     entries: usize,
 }
 

@@ -142,7 +142,7 @@ pub struct Opened {
 struct Head {
     batches: Vec<Arc<Vec<Span>>>,
     /// Per trace, its last span in `places`.
-    traces: HashMap<TraceId, u32>,
+    traces: threadline_core::hash::HashMap<TraceId, u32>,
     /// Where each span is, as (batch, index in it, the place of the trace's span before it):
     /// a chain per trace in one list, rather than a list per trace to allocate and grow.
     places: Vec<(u32, u32, u32)>,
