@@ -1,5 +1,6 @@
 //! Runs the process engine as shards, one thread each, driven by the wall clock (ADR 004).
-//! A router in the handle sends each span to the shard owning its process; shards hand
+//! A router in the handle sends each span to the shard owning its process (with one shard,
+//! the default below eight cores, every batch goes to it whole, unrouted); shards hand
 //! provisional processes and remote consumptions to each other through their inboxes and tell
 //! each other the subscribers they learn. Each shard's inbox is bounded. Every few
 //! milliseconds, and at each mark, a shard reports its changed processes and its events to the
@@ -60,6 +61,9 @@ struct Assigned {
 
 enum Command {
     Spans(Assigned),
+    /// Every span of a batch, for the only shard: it owns every trace, so there is nothing
+    /// to route, pin or hand over.
+    All(Arc<Vec<Span>>),
     /// Give up the process holding this trace, for the shard holding the other end of the
     /// channel.
     Export(TraceId, oneshot::Sender<Option<Exported>>),
@@ -115,6 +119,10 @@ impl EngineHandle {
 
     /// Appends one batch's commands to each shard's list.
     fn route_batch(&self, spans: &Arc<Vec<Span>>, lists: &mut [Vec<Command>]) {
+        if let [only] = lists {
+            only.push(Command::All(Arc::clone(spans)));
+            return;
+        }
         let mut per_shard: Vec<Vec<(usize, Vec<TraceId>)>> = vec![Vec::new(); lists.len()];
         let mut consumptions: Vec<Vec<RemoteConsume>> = vec![Vec::new(); lists.len()];
         let mut router = self.router.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -355,6 +363,11 @@ fn handle(engine: &mut Engine, command: Command) {
         Command::Spans(Assigned { spans, items }) => {
             for (index, remote) in items {
                 engine.ingest_with(&spans[index], now, &|t| remote.contains(&t));
+            }
+        }
+        Command::All(spans) => {
+            for span in spans.iter() {
+                engine.ingest(span, now);
             }
         }
         Command::Export(trace_id, reply) => {
