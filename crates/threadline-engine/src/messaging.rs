@@ -94,7 +94,7 @@ pub fn role(span: &Span) -> Role<'_> {
     }
     let found = Found::read(span);
     let Some(destination) = first(&found.destination) else { return Role::None };
-    let system = first(std::slice::from_ref(&found.system)).unwrap_or("");
+    let system = found.system.flatten().unwrap_or("");
     let channel = Channel { system, destination };
     let operation = first(&found.operation).unwrap_or("");
     // The consumer group of a consumer span; the consuming service when none is named.
