@@ -14,9 +14,9 @@
 //! are announced again.
 
 use std::ops::Bound;
-use threadline_core::hash::HashMap;
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
+use threadline_core::hash::{HashMap, HashSet};
 use threadline_core::id::TraceId;
 
 use crate::StoreError;
@@ -951,7 +951,7 @@ impl Store {
         let rows = self.rows_by_id(&candidates, ctx)?;
         let rows: HashMap<TraceId, ProcessRecord> =
             candidates.into_iter().zip(rows).filter_map(|(id, row)| Some((id, row?))).collect();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::default();
         let mut out = Vec::new();
         for (&trace_id, entries) in trace_ids.iter().zip(&entries) {
             if let Some(row) = row_of_trace(|id| Ok(rows.get(&id).cloned()), entries, trace_id)?
