@@ -215,6 +215,9 @@ pub struct Storage {
     pub max_block_bytes: u64,
     /// Blocks smaller than this are merged, several at a time, into bigger ones.
     pub compact_below_bytes: u64,
+    /// Memory the index (block list, process table and its indexes) keeps of its file's pages,
+    /// at most, in MiB; pages past it are read from the file again when needed.
+    pub index_cache_mib: u64,
     /// Where span blocks go: `<data dir>/blocks` when absent, else `file:///dir` or
     /// `s3://bucket/prefix`.
     pub blocks_url: Option<String>,
@@ -243,6 +246,7 @@ impl Default for Storage {
             retention_hours: 7 * 24,
             max_block_bytes: 0,
             compact_below_bytes: 16 << 20,
+            index_cache_mib: 64,
             blocks_url: None,
             blocks_options: std::collections::BTreeMap::new(),
         }
@@ -496,6 +500,7 @@ impl Config {
             ("storage.wal_segment_bytes", self.storage.wal_segment_bytes),
             ("storage.flush_interval_secs", self.storage.flush_interval_secs),
             ("storage.retention_hours", self.storage.retention_hours),
+            ("storage.index_cache_mib", self.storage.index_cache_mib),
         ];
         for (name, value) in positive_u64 {
             if value == 0 {
@@ -609,6 +614,10 @@ mod tests {
         check(
             "version = 1\n[ingest]\nqueue_capacity_spans = 0\n",
             expect!["error: test.toml: ingest.queue_capacity_spans must be greater than 0"],
+        );
+        check(
+            "version = 1\n[storage]\nindex_cache_mib = 0\n",
+            expect!["error: test.toml: storage.index_cache_mib must be greater than 0"],
         );
         check(
             "version = 1\n[storage]\nflush_spans = 500000\nmax_head_spans = 400000\n",

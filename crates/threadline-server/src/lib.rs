@@ -458,6 +458,8 @@ fn store_options(
         retention: Duration::from_secs(storage.retention_hours.saturating_mul(3600)),
         max_block_bytes: (storage.max_block_bytes > 0).then_some(storage.max_block_bytes),
         compact_below_bytes: storage.compact_below_bytes,
+        index_cache_bytes: usize::try_from(storage.index_cache_mib.saturating_mul(1 << 20))
+            .unwrap_or(usize::MAX),
         track_applied: true,
         process_index: threadline_storage::store::RunLimits::default(),
         after_compaction_commit: None,

@@ -87,6 +87,8 @@ pub struct StoreOptions {
     pub max_block_bytes: Option<u64>,
     /// Blocks smaller than this are merged by [`Store::compact`].
     pub compact_below_bytes: u64,
+    /// Memory the index keeps of its file's pages (read cache and write buffer), at most.
+    pub index_cache_bytes: usize,
     /// The caller applies each WAL record's effects to the process table and reports how far
     /// with [`crate::processes::ProcessChanges::applied_seq`]: the WAL is then kept until
     /// applied, and a restart hands back every record not yet applied.
@@ -108,6 +110,7 @@ impl Default for StoreOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_block_bytes: None,
             compact_below_bytes: 16 << 20,
+            index_cache_bytes: 64 << 20,
             track_applied: false,
             process_index: RunLimits::default(),
             after_compaction_commit: None,
@@ -355,7 +358,9 @@ impl Store {
         let index_path = index_dir.join("threadline.redb");
         let mut opened = Opened::default();
         let index_missing = !index_path.exists();
-        let index = match Database::create(&index_path) {
+        let open_index =
+            || Database::builder().set_cache_size(options.index_cache_bytes).create(&index_path);
+        let index = match open_index() {
             Ok(index) => index,
             Err(e) => {
                 // A damaged index is set aside and rebuilt from the blocks themselves.
@@ -367,7 +372,7 @@ impl Store {
                     source,
                 })?;
                 opened.index_problem = Some(format!("{}: {e}", index_path.display()));
-                idx(Database::create(&index_path), "creating the index")?
+                idx(open_index(), "creating the index")?
             }
         };
         if index_missing {
